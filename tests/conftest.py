@@ -1,0 +1,28 @@
+"""Shared fixtures: the reference data beside the checkout (../shared/data) and the repo root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DRN_SHARED_DATA", REPO.parent / "shared" / "data"))
+REFS = SHARED / "refs"
+SET5_NAMES = ("baby", "bird", "butterfly", "head", "woman")
+
+if not SHARED.is_dir():  # CI always has it; a silent skip would hide every reference check
+    raise RuntimeError(f"reference data not found at {SHARED} (set DRN_SHARED_DATA)")
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def refs() -> Path:
+    return REFS
