@@ -1,0 +1,198 @@
+"""Scoring super-resolved images against their HR images, and the bicubic baseline.
+
+Two entry points share one result type and one JSON format:
+
+* :func:`score_folders` scores a folder of SR images (any method's) against a folder of HR images;
+* :func:`evaluate_bicubic` makes the literature's bicubic baseline: HR cropped to a multiple of
+  the scale, LR = imresize(HR, 1/s) on uint8, SR = imresize(LR, s), scored the same way.
+
+The JSON written by :func:`write_json` is
+``{"scale", "shave", "dataset", "model", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
+(plus ``psnr_rgb`` everywhere when RGB PSNR was asked for). An infinite PSNR (identical images)
+is written as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from drn.data import atomic_write, list_images, modcrop, pair_images, read_image, write_image
+from drn.errors import DataError
+from drn.imresize import imresize
+from drn.metrics import luma, psnr, shave, ssim
+
+T = TypeVar("T")
+Progress = Callable[[Iterable[T], int, str], Iterator[T]]
+
+
+def _no_progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
+    return iter(items)
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """The scores of one image: Y-channel PSNR (dB) and SSIM, and optionally RGB PSNR."""
+
+    name: str
+    psnr: float
+    ssim: float
+    psnr_rgb: float | None = None
+
+
+@dataclass(frozen=True)
+class SetScore:
+    """Per-image scores of one set at one scale; the set's numbers are plain means over images."""
+
+    scale: int
+    shave: int
+    images: tuple[ImageScore, ...]
+    dataset: str = ""
+    model: str = ""
+
+    @property
+    def psnr(self) -> float:
+        return float(np.mean([i.psnr for i in self.images]))
+
+    @property
+    def ssim(self) -> float:
+        return float(np.mean([i.ssim for i in self.images]))
+
+    @property
+    def psnr_rgb(self) -> float | None:
+        values = [i.psnr_rgb for i in self.images]
+        return None if None in values else float(np.mean(values))
+
+    def to_json(self) -> dict[str, Any]:
+        rgb = self.psnr_rgb is not None
+        images = []
+        for image in self.images:
+            entry = {"name": image.name, "psnr": _finite(image.psnr), "ssim": image.ssim}
+            if rgb:
+                entry["psnr_rgb"] = _finite(image.psnr_rgb)
+            images.append(entry)
+        result: dict[str, Any] = {
+            "scale": self.scale,
+            "shave": self.shave,
+            "dataset": self.dataset,
+            "model": self.model,
+            "psnr": _finite(self.psnr),
+            "ssim": self.ssim,
+        }
+        if rgb:
+            result["psnr_rgb"] = _finite(self.psnr_rgb)
+        result["images"] = images
+        return result
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def score_image(
+    sr: np.ndarray, hr: np.ndarray, shave_border: int, rgb: bool = False
+) -> tuple[float, float, float | None]:
+    """(Y PSNR, Y SSIM, RGB PSNR or None) of two uint8 images of one shape, borders shaved."""
+    sr_y = shave(luma(sr), shave_border)
+    hr_y = shave(luma(hr), shave_border)
+    rgb_psnr = None
+    if rgb:
+        rgb_psnr = psnr(shave(sr, shave_border), shave(hr, shave_border))
+    return psnr(sr_y, hr_y), ssim(sr_y, hr_y), rgb_psnr
+
+
+def _align(
+    sr: np.ndarray, hr: np.ndarray, scale: int, sr_path: Path, hr_path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """(SR, HR cropped to the SR size): HR may be larger by less than the scale; else DataError."""
+    if sr.ndim != hr.ndim:
+        if sr.ndim == 3 and _is_gray(sr):
+            sr = sr[:, :, 0]
+        else:
+            kinds = {2: "grayscale", 3: "colour"}
+            raise DataError(
+                f"{sr_path}: SR is {kinds[sr.ndim]} but HR {hr_path} is {kinds[hr.ndim]}"
+            )
+    grow = [h - s for h, s in zip(hr.shape[:2], sr.shape[:2], strict=True)]
+    if not all(0 <= g < scale for g in grow):
+        raise DataError(
+            f"{sr_path}: SR is {sr.shape[1]}x{sr.shape[0]} but HR {hr_path} is "
+            f"{hr.shape[1]}x{hr.shape[0]} (HR may only be larger, by less than the scale {scale})"
+        )
+    return sr, hr[: sr.shape[0], : sr.shape[1]]
+
+
+def _is_gray(img: np.ndarray) -> bool:
+    return bool((img[:, :, 0] == img[:, :, 1]).all() and (img[:, :, 0] == img[:, :, 2]).all())
+
+
+def score_folders(
+    sr_dir: str | os.PathLike,
+    hr_dir: str | os.PathLike,
+    scale: int,
+    shave_border: int | None = None,
+    rgb: bool = False,
+    progress: Progress = _no_progress,
+) -> SetScore:
+    """Score every SR image of ``sr_dir`` against its HR image in ``hr_dir`` (matched by name)."""
+    border = scale if shave_border is None else shave_border
+    pairs = pair_images(list_images(sr_dir, "--sr"), list_images(hr_dir, "--hr"))
+    scores = []
+    for name, sr_path, hr_path in progress(pairs, len(pairs), f"scoring x{scale}"):
+        sr, hr = _align(read_image(sr_path), read_image(hr_path), scale, sr_path, hr_path)
+        scores.append(ImageScore(name, *_score_or_raise(sr, hr, border, rgb, sr_path)))
+    return SetScore(scale, border, tuple(scores), dataset=Path(hr_dir).name)
+
+
+def _score_or_raise(
+    sr: np.ndarray, hr: np.ndarray, border: int, rgb: bool, path: Path
+) -> tuple[float, float, float | None]:
+    try:
+        return score_image(sr, hr, border, rgb)
+    except ValueError as error:  # an image too small for the shave or the SSIM window
+        raise DataError(f"{path}: {error}") from None
+
+
+def bicubic_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(HR cropped to a multiple of the scale, its bicubic SR): the literature's baseline."""
+    hr = modcrop(hr, scale)
+    lr = imresize(hr, 1 / scale)
+    return hr, imresize(lr, scale)
+
+
+def evaluate_bicubic(
+    hr_dir: str | os.PathLike,
+    scale: int,
+    shave_border: int | None = None,
+    rgb: bool = False,
+    save_sr: str | os.PathLike | None = None,
+    progress: Progress = _no_progress,
+) -> SetScore:
+    """Score bicubic SR of every image of ``hr_dir``; optionally save the SR images as PNG."""
+    border = scale if shave_border is None else shave_border
+    paths = list_images(hr_dir, "--hr")
+    scores = []
+    for path in progress(paths, len(paths), f"bicubic x{scale}"):
+        hr = read_image(path)
+        if min(hr.shape[:2]) < scale:
+            raise DataError(
+                f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}"
+            )
+        hr, sr = bicubic_pair(hr, scale)
+        if save_sr is not None:
+            write_image(Path(save_sr) / f"{path.stem}.png", sr)
+        scores.append(ImageScore(path.stem, *_score_or_raise(sr, hr, border, rgb, path)))
+    return SetScore(scale, border, tuple(scores), dataset=Path(hr_dir).name, model="bicubic")
+
+
+def write_json(score: SetScore, path: str | os.PathLike) -> None:
+    """Write ``score.to_json()`` atomically: a reader never sees a partial file."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(score.to_json(), indent=2, allow_nan=False) + "\n")
