@@ -44,6 +44,13 @@ def _border(text: str) -> int:
     return int(text)
 
 
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: expected HxW, e.g. 256x256")
+    return int(parts[0]), int(parts[1])
+
+
 def _progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     """A transient progress bar on a terminal's stderr; nothing in logs and pipes."""
     yield from track(
@@ -102,6 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_options(evaluate)
     evaluate.set_defaults(run=_run_evaluate)
 
+    info = commands.add_parser(
+        "info",
+        help="trainable parameters and FLOPs of a model variant",
+        description="Print a model variant's sizes, trainable parameters and forward FLOPs.",
+    )
+    info.add_argument("name", help="model variant (drn, drn_plus, drn_no_rd, ...)")
+    info.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
+    info.add_argument(
+        "--size",
+        type=_size,
+        default=(256, 256),
+        metavar="HxW",
+        help="LR input size the FLOPs are counted for (default 256x256)",
+    )
+    info.add_argument("--params", type=Path, help="apply this file's models.<name> overrides")
+    info.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one size, e.g. --set block_channels=128 (repeatable)",
+    )
+    info.set_defaults(run=_run_info)
+
     demo = commands.add_parser(
         "demo",
         help="the bicubic baseline on images that ship with scikit-image",
@@ -124,6 +155,39 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         raise UsageError(f"--model {args.model}: only 'bicubic' can be evaluated so far")
     result = evaluate_bicubic(args.hr, args.scale, args.shave, args.rgb, args.save_sr, _progress)
     _report(result, args.json, f"Bicubic on {args.hr}")
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    import torch
+    import yaml
+
+    from drn.config import load_params
+    from drn.models import get_variant, resolve_config
+    from drn.models.complexity import forward_flops, trainable_parameters
+
+    overrides = {}
+    if args.params is not None:
+        overrides.update((load_params(args.params).get("models") or {}).get(args.name) or {})
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    variant = get_variant(args.name)
+    config = resolve_config(args.name, **overrides)
+    with torch.device("meta"):
+        model = variant.build(config, args.scale)
+    height, width = args.size
+    flops = forward_flops(model, height, width)
+    sizes = " ".join(f"{k}={v}" for k, v in vars(config).items())
+    _say(f"{args.name} x{args.scale}: {variant.description}")
+    _say(f"sizes: {sizes}")
+    _say(f"trainable parameters: {trainable_parameters(model):,}")
+    _say(
+        f"forward FLOPs for one {height}x{width} LR image "
+        f"(-> {height * args.scale}x{width * args.scale}): {flops / 1e9:,.2f} G "
+        f"({flops / 2e9:,.2f} G multiply-accumulates)"
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> None:
@@ -163,10 +227,14 @@ def _report(result: SetScore, json_path: Path | None, title: str) -> None:
 _PROTOCOL = "Y channel (BT.601), shave the scale, MATLAB ssim_index"
 
 
+def _say(text: str) -> None:
+    stdout.print(text, soft_wrap=True, markup=False)
+
+
 def _print_table(title: str, table: Table, note: str) -> None:
-    stdout.print(title, soft_wrap=True, markup=False)
+    _say(title)
     stdout.print(table)
-    stdout.print(note, soft_wrap=True, markup=False)
+    _say(note)
 
 
 def _number(value: float | None, digits: int) -> str:
