@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=420, help="skip compiling after this")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     parser.add_argument("--impls", default="fast,plain", help="fast, plain or both")
+    parser.add_argument("--variant", default="drn", help="model variant (drn, drn_plus, ...)")
     args = parser.parse_args()
     started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -137,8 +138,8 @@ def main() -> None:
     rows = []
     for scale in (2, 4):
         torch.manual_seed(0)
-        fast = build_model("drn", scale, **overrides).to(device)
-        plain = ReferenceDRN(resolve_config("drn", **overrides), scale).to(device)
+        fast = build_model(args.variant, scale, **overrides).to(device)
+        plain = ReferenceDRN(resolve_config(args.variant, **overrides), scale).to(device)
         plain.load_state_dict(fast.state_dict())
         lr = torch.rand(batch, 3, patch, patch, device=device)
         hr = torch.rand(batch, 3, patch * scale, patch * scale, device=device)
@@ -149,7 +150,7 @@ def main() -> None:
                 continue
             for mode in args.modes.split(","):
                 if mode in COMPILED and time.perf_counter() - started > args.budget_s:
-                    print(f"| drn x{scale} | {impl} | {mode} | skipped: time budget |", flush=True)
+                    print(f"| {args.variant} x{scale} | {impl} | {mode} | skipped |", flush=True)
                     continue
                 set_tf32(mode == "tf32")
                 channels_last = mode in ("bf16+cl", *COMPILED)
@@ -166,6 +167,7 @@ def main() -> None:
                 memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0
                 tflops = flops / (ms * 1e-3) / 1e12
                 row = {
+                    "variant": args.variant,
                     "scale": scale, "impl": impl, "mode": mode, "ms": ms,
                     "steps_per_s": 1e3 / ms, "peak_gib": memory, "tflops": tflops,
                     "percent_of_peak": 100 * tflops / peak, "step_flops": flops,
@@ -173,14 +175,15 @@ def main() -> None:
                 }  # fmt: skip
                 rows.append(row)
                 print(
-                    f"| drn x{scale} | {impl} | {mode} | {ms:.2f} | {1e3 / ms:.1f} | {memory:.2f} "
+                    f"| {args.variant} x{scale} | {impl} | {mode} | {ms:.2f} | {1e3 / ms:.1f} "
+                    f"| {memory:.2f} "
                     f"| {tflops:.1f} | {100 * tflops / peak:.1f} |",
                     flush=True,
                 )
         model = None
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"device": name, "torch": torch.__version__, "peak_bf16_tflops": peak, "rows": rows}
-    (args.out / "gpu_models.json").write_text(json.dumps(summary, indent=2))
+    (args.out / f"gpu_models_{args.variant}.json").write_text(json.dumps(summary, indent=2))
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

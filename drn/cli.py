@@ -17,6 +17,7 @@ from rich.progress import track
 from rich.table import Table
 
 from drn import __version__
+from drn.data import IMAGE_SUFFIXES
 from drn.errors import DrnError, UsageError
 from drn.evaluate import SetScore, evaluate_bicubic, score_folders, write_json
 
@@ -63,6 +64,14 @@ def _progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     )
 
 
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--tile", type=int, default=256, metavar="N",
+        help="LR tile size for bounded memory (results equal untiled ones); 0 = whole images",
+    )  # fmt: skip
+
+
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scale", type=_scale, required=True, help="upscaling factor (2, 3, 4, ...)"
@@ -101,13 +110,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="super-resolve HR images' bicubic LR and score the result",
         description="Make LR = imresize(HR, 1/s) (MATLAB-exact), super-resolve it and score it.",
     )
-    evaluate.add_argument("--model", required=True, help="'bicubic' (trained checkpoints: later)")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        metavar="bicubic|CHECKPOINT",
+        help="'bicubic', or a checkpoint (a file or an MLflow URI such as runs:/ID/checkpoint)",
+    )
+    evaluate.add_argument(
+        "--self-ensemble", action="store_true", help="average the 8 flips/rotations"
+    )
+    _add_device_options(evaluate)
     evaluate.add_argument(
         "--hr", type=Path, required=True, metavar="DIR", help="ground-truth images"
     )
     evaluate.add_argument("--save-sr", type=Path, metavar="DIR", help="also save the SR images")
     _add_scoring_options(evaluate)
     evaluate.set_defaults(run=_run_evaluate)
+
+    upscale = commands.add_parser(
+        "upscale", help="super-resolve images with a trained model",
+        description="Super-resolve images of any format Pillow reads (grayscale stays gray, "
+        "alpha is resized with bicubic) with a trained checkpoint.",
+    )  # fmt: skip
+    upscale.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    upscale.add_argument(
+        "--weights", required=True, metavar="CKPT_OR_MLFLOW_URI",
+        help="a checkpoint file, or an MLflow URI such as runs:/ID/checkpoint",
+    )  # fmt: skip
+    upscale.add_argument("--scale", type=_scale, required=True, help="the model's scale")
+    upscale.add_argument(
+        "-o", "--out", type=Path, required=True,
+        help="output folder (IMAGE_xS.png), or a file name for a single image",
+    )  # fmt: skip
+    upscale.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations")
+    _add_device_options(upscale)
+    upscale.set_defaults(run=_run_upscale)
+
+    train = commands.add_parser(
+        "train", help="train (or resume) one model at one scale",
+        description="Train a model with the recipe in params.yaml. Running it again on the same "
+        "run directory resumes where it stopped (also after SIGTERM/SIGUSR1).",
+    )  # fmt: skip
+    train.add_argument("--model", required=True, help="model variant (drn, drn_plus, drn_no_rd)")
+    train.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
+    train.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a setting, e.g. --set train.optimizer.lr=5e-4 (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--run-dir", type=Path, help="default: {paths.runs}/{model}_x{scale}")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    train.set_defaults(run=_run_train)
 
     info = commands.add_parser(
         "info",
@@ -151,10 +205,63 @@ def _run_score(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    if args.model != "bicubic":
-        raise UsageError(f"--model {args.model}: only 'bicubic' can be evaluated so far")
-    result = evaluate_bicubic(args.hr, args.scale, args.shave, args.rgb, args.save_sr, _progress)
-    _report(result, args.json, f"Bicubic on {args.hr}")
+    if args.model == "bicubic":
+        if args.self_ensemble:
+            raise UsageError("--self-ensemble needs a trained model, not bicubic")
+        result = evaluate_bicubic(
+            args.hr, args.scale, args.shave, args.rgb, args.save_sr, _progress
+        )
+        _report(result, args.json, f"Bicubic on {args.hr}")
+        return
+    from drn.evaluate import evaluate_model
+
+    model, device = _load_model(args.model, args.scale, args.device, "--model")
+    result = evaluate_model(
+        model, args.hr, args.scale, device, args.self_ensemble, args.tile or None, args.shave,
+        args.rgb, args.save_sr, _progress,
+    )  # fmt: skip
+    ensemble = " with self-ensemble" if args.self_ensemble else ""
+    _report(result, args.json, f"{model.variant} ({args.model}){ensemble} on {args.hr}")
+
+
+def _load_model(weights: str, scale: int, device_name: str, option: str = "--weights"):
+    import torch
+
+    from drn.checkpoint import model_from_checkpoint
+    from drn.tracking import resolve_weights
+
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device_name == "auto" else device_name
+    )
+    model, _ = model_from_checkpoint(resolve_weights(weights, option=option), device)
+    if model.scale != scale:
+        raise UsageError(f"--scale {scale}: {weights} is a x{model.scale} model")
+    return model, device
+
+
+def _run_upscale(args: argparse.Namespace) -> None:
+    from drn.data import read_image, write_image
+    from drn.inference import upscale_image
+
+    model, device = _load_model(args.weights, args.scale, args.device)
+    single_file = len(args.images) == 1 and args.out.suffix.lower() in IMAGE_SUFFIXES
+    for path in _progress(args.images, len(args.images), f"upscaling x{args.scale}"):
+        img = read_image(path, keep_alpha=True)
+        sr = upscale_image(model, img, args.scale, device, args.tile or None, args.self_ensemble)
+        target = args.out if single_file else args.out / f"{path.stem}_x{args.scale}.png"
+        write_image(target, sr)
+        _say(f"{path} -> {target} ({sr.shape[1]}x{sr.shape[0]})")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from drn.config import apply_overrides, load_params, validate_params
+    from drn.train import settings_from_params, train
+
+    params = apply_overrides(load_params(args.params), args.set)
+    validate_params(params, args.params)
+    settings = settings_from_params(params, args.model, args.scale)
+    run_dir = args.run_dir or Path(params["paths"]["runs"]) / f"{args.model}_x{args.scale}"
+    return train(settings, run_dir, args.device, report=True, track=not args.no_track)
 
 
 def _run_info(args: argparse.Namespace) -> None:
@@ -244,14 +351,13 @@ def _number(value: float | None, digits: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except DrnError as error:
         stderr.print(f"drn: error: {error}", markup=False, soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         stderr.print("drn: interrupted", markup=False)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

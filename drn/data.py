@@ -45,18 +45,21 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
     """Decode an image to uint8: HxW for grayscale, HxWx3 for anything with colour.
 
-    Palette and CMYK images become RGB; an alpha channel is dropped. 16-bit and float images are
-    refused rather than silently rescaled.
+    Palette and CMYK images become RGB; an alpha channel is dropped, or kept as a last channel
+    (HxWx2, HxWx4) with ``keep_alpha``. 16-bit and float images are refused rather than silently
+    rescaled.
     """
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            if mode in ("1", "LA"):
+            if keep_alpha and (mode in ("LA", "RGBA", "PA") or "transparency" in image.info):
+                image = image.convert("LA" if mode in ("LA", "L") else "RGBA")
+            elif mode in ("1", "LA"):
                 image = image.convert("L")
             elif mode == "P":
                 image = image.convert("RGB")

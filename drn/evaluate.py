@@ -6,8 +6,8 @@ Two entry points share one result type and one JSON format:
 * :func:`evaluate_bicubic` makes the literature's bicubic baseline: HR cropped to a multiple of
   the scale, LR = imresize(HR, 1/s) on uint8, SR = imresize(LR, s), scored the same way.
 
-The JSON written by :func:`write_json` is
-``{"scale", "shave", "dataset", "model", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
+The JSON written by :func:`write_json` is ``{"scale", "shave", "dataset", "model",
+"self_ensemble", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
 (plus ``psnr_rgb`` everywhere when RGB PSNR was asked for). An infinite PSNR (identical images)
 is written as ``null``.
 """
@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from drn.data import atomic_write, list_images, modcrop, pair_images, read_image
 from drn.errors import DataError
 from drn.imresize import imresize
 from drn.metrics import luma, psnr, shave, ssim
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], Iterator[T]]
@@ -56,6 +59,7 @@ class SetScore:
     images: tuple[ImageScore, ...]
     dataset: str = ""
     model: str = ""
+    self_ensemble: bool = False
 
     @property
     def psnr(self) -> float:
@@ -83,6 +87,7 @@ class SetScore:
             "shave": self.shave,
             "dataset": self.dataset,
             "model": self.model,
+            "self_ensemble": self.self_ensemble,
             "psnr": _finite(self.psnr),
             "ssim": self.ssim,
         }
@@ -167,6 +172,35 @@ def bicubic_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, imresize(lr, scale)
 
 
+def _score_super_resolution(
+    hr_dir: str | os.PathLike,
+    scale: int,
+    super_resolve_lr: Callable[[np.ndarray], np.ndarray],
+    shave_border: int | None,
+    rgb: bool,
+    save_sr: str | os.PathLike | None,
+    progress: Progress,
+    label: str,
+) -> tuple[int, tuple[ImageScore, ...]]:
+    """The standard protocol for every image of ``hr_dir``: HR cropped to a multiple of the
+    scale, LR = imresize(HR, 1/s) on uint8, SR = ``super_resolve_lr(LR)`` as uint8, scored."""
+    border = scale if shave_border is None else shave_border
+    paths = list_images(hr_dir, "--hr")
+    scores = []
+    for path in progress(paths, len(paths), f"{label} x{scale}"):
+        hr = read_image(path)
+        if min(hr.shape[:2]) < scale:
+            raise DataError(
+                f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}"
+            )
+        hr = modcrop(hr, scale)
+        sr = super_resolve_lr(imresize(hr, 1 / scale))
+        if save_sr is not None:
+            write_image(Path(save_sr) / f"{path.stem}.png", sr)
+        scores.append(ImageScore(path.stem, *_score_or_raise(sr, hr, border, rgb, path)))
+    return border, tuple(scores)
+
+
 def evaluate_bicubic(
     hr_dir: str | os.PathLike,
     scale: int,
@@ -176,20 +210,34 @@ def evaluate_bicubic(
     progress: Progress = _no_progress,
 ) -> SetScore:
     """Score bicubic SR of every image of ``hr_dir``; optionally save the SR images as PNG."""
-    border = scale if shave_border is None else shave_border
-    paths = list_images(hr_dir, "--hr")
-    scores = []
-    for path in progress(paths, len(paths), f"bicubic x{scale}"):
-        hr = read_image(path)
-        if min(hr.shape[:2]) < scale:
-            raise DataError(
-                f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}"
-            )
-        hr, sr = bicubic_pair(hr, scale)
-        if save_sr is not None:
-            write_image(Path(save_sr) / f"{path.stem}.png", sr)
-        scores.append(ImageScore(path.stem, *_score_or_raise(sr, hr, border, rgb, path)))
-    return SetScore(scale, border, tuple(scores), dataset=Path(hr_dir).name, model="bicubic")
+    border, scores = _score_super_resolution(
+        hr_dir, scale, lambda lr: imresize(lr, scale), shave_border, rgb, save_sr, progress,
+        "bicubic",
+    )  # fmt: skip
+    return SetScore(scale, border, scores, dataset=Path(hr_dir).name, model="bicubic")
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    hr_dir: str | os.PathLike,
+    scale: int,
+    device: torch.device | str = "cpu",
+    self_ensemble: bool = False,
+    tile: int | None = 256,
+    shave_border: int | None = None,
+    rgb: bool = False,
+    save_sr: str | os.PathLike | None = None,
+    progress: Progress = _no_progress,
+) -> SetScore:
+    """Score a model's SR of every image of ``hr_dir`` (grayscale runs as three equal channels)."""
+    from drn.inference import upscale_image
+
+    name = getattr(model, "variant", "model")
+    border, scores = _score_super_resolution(
+        hr_dir, scale, lambda lr: upscale_image(model, lr, scale, device, tile, self_ensemble),
+        shave_border, rgb, save_sr, progress, name,
+    )  # fmt: skip
+    return SetScore(scale, border, scores, Path(hr_dir).name, name, self_ensemble)
 
 
 def write_json(score: SetScore, path: str | os.PathLike) -> None:

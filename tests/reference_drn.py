@@ -44,14 +44,13 @@ class ReferenceDRN(nn.Module):
         c = config.channels
         self.head = nn.Conv2d(3, c, 3, padding=1)
         self.body = nn.Sequential(*(ReferenceGroup(config) for _ in range(config.groups)))
-        self.tail = nn.Sequential(
-            nn.Conv2d(c, c * scale * scale, 3, padding=1),
-            nn.PixelShuffle(scale),
-            nn.Conv2d(c, 3, 3, padding=1),
+        self.upsample = nn.Sequential(
+            nn.Conv2d(c, c * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
         )
+        self.reconstruct = nn.Conv2d(c, 3, 3, padding=1)
         self.register_buffer("mean", torch.tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1), False)
 
     def forward(self, lr):
         y0 = self.head((lr - self.mean) * 255)  # Y_0 = F_LFE(I_LR)
         y_df = y0 + self.body(y0)  # Y_DF = Y_0 + Y_RDGs
-        return self.tail(y_df) / 255 + self.mean  # I_SR = F_IR(F_UP(Y_DF))
+        return self.reconstruct(self.upsample(y_df)) / 255 + self.mean  # I_SR = F_IR(F_UP(Y_DF))

@@ -126,7 +126,7 @@ def test_builds_from_params_yaml(tmp_path):
 
 
 def test_params_yaml_models_section_matches_the_config_fields():
-    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "drn/schemas/params.schema.yaml").read_text())
     models = schema["properties"]["models"]["properties"]
     assert set(models) == set(VARIANTS)
     fields = set(vars(resolve_config("drn")))

@@ -20,12 +20,12 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def project(tmp_path):
     """A copy of the workflow files whose params.yaml points at the shared benchmark sets."""
-    for name in ("workflow", "dvc.yaml", "params.yaml"):
+    for name in ("workflow", "drn/schemas", "dvc.yaml", "params.yaml"):
         source = REPO / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
         copy(source, tmp_path / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["paths"] = {"benchmarks": str(SHARED), "results": "results"}
+    params["paths"].update(benchmarks=str(SHARED), results="results")
     params["evaluation"]["datasets"] = ["Set5", "Set14"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp_path

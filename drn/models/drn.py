@@ -10,7 +10,7 @@ not, and this is the reading the project builds (docs/ARCHITECTURE.md gives the 
 * residual distilling group (RDG): K blocks, then F_p = conv1x1(C + K d -> C) -> ELU(0.2), plus
   the long skip, Y_g = Y_{g-1} + F_p(blocks(Y_{g-1}));
 * global residual Y_DF = Y_0 + RDGs(Y_0); reconstruction as Table 1: conv3x3 C -> C s^2,
-  PixelShuffle(s), conv3x3 C -> 3.
+  PixelShuffle(s) (``upsample``), conv3x3 C -> 3 (``reconstruct``, always in float32).
 
 Pixels: the model takes and returns RGB in [0, 1]. Inside, as EDSR-PyTorch (on whose defaults the
 paper's settings sit), it works on 255 * (x - DIV2K mean); these constants are buffers, not
@@ -24,6 +24,7 @@ copies the whole growing tensor twice per block.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,13 @@ from torch import nn
 from drn.models.registry import register_variant
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def _full_precision(device: torch.device) -> AbstractContextManager:
+    """A context that switches autocast off (a no-op on devices autocast does not know)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 @dataclass(frozen=True)
@@ -101,17 +109,27 @@ class DRN(nn.Module):
         self.pixel_range = 255.0
         self.head = nn.Conv2d(3, c, 3, padding=1)
         self.body = nn.Sequential(*(ResidualDistillingGroup(config) for _ in range(config.groups)))
-        self.tail = nn.Sequential(
-            nn.Conv2d(c, c * scale * scale, 3, padding=1),
-            nn.PixelShuffle(scale),
-            nn.Conv2d(c, 3, 3, padding=1),
+        self.upsample = nn.Sequential(
+            nn.Conv2d(c, c * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
         )
+        self.reconstruct = nn.Conv2d(c, 3, 3, padding=1)
+
+    @property
+    def context(self) -> int:
+        """LR pixels on each side that can influence an output pixel (the receptive radius)."""
+        return 2 + self.config.groups * self.config.blocks + 1  # head, 3x3 per block, up, out
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, sH, sW) RGB in [0, 1] (not clamped)."""
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, sH, sW) RGB in [0, 1] (not clamped).
+
+        Under autocast the output layer still runs in float32, so the image is not rounded to bf16.
+        """
         features = self.head((lr - self.rgb_mean) * self.pixel_range)
         features = features + self.body(features)
-        return self.tail(features) / self.pixel_range + self.rgb_mean
+        upsampled = self.upsample(features)
+        with _full_precision(lr.device):
+            sr = self.reconstruct(upsampled.float())
+        return sr / self.pixel_range + self.rgb_mean
 
 
 register_variant("drn", DRNConfig(), DRN, "DRN: C = m = 64, d = 8, K = 9, G = 6")

@@ -75,7 +75,9 @@ def build_model(name: str, scale: int, **overrides: Any) -> nn.Module:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
         raise UsageError(f"model {name}: scale must be an integer >= 2, got {scale!r}")
     config = resolve_config(name, **overrides)
-    return get_variant(name).build(config, scale)
+    model = get_variant(name).build(config, scale)
+    model.variant = name  # checkpoints record it, so the model can be rebuilt by name
+    return model
 
 
 def build_from_params(params: dict[str, Any], name: str, scale: int) -> nn.Module:
