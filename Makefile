@@ -9,7 +9,7 @@ CONSTRAINTS := constraints/cpu.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench constraints clean
+.PHONY: demo slurm-profile test lint bench constraints clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,18 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[pipeline,dev]'
 	touch $@
 
+# The whole pipeline on the offline demo settings (demo/params.yaml): about 10 minutes on 2 cores.
 demo: $(STAMP)
-	$(BIN)/drn demo --out results/demo
+	cd demo && PATH="$(abspath $(BIN)):$$PATH" MLFLOW_DISABLE_TELEMETRY=true \
+	  snakemake --snakefile ../workflow/Snakefile --profile ../workflow/profiles/local
+	@cat demo/results/summary.md
+
+# One step before `snakemake --profile slurm` works from the repo root: Snakemake looks for
+# named profiles in ~/.config/snakemake/.
+slurm-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	ln -sfn $(abspath workflow/profiles/slurm) $(HOME)/.config/snakemake/slurm
+	@echo "linked: snakemake --profile slurm now uses $(abspath workflow/profiles/slurm)"
 
 test: $(STAMP)
 	$(BIN)/ruff check drn tests benchmarks
@@ -35,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_imresize.py
 	$(BIN)/python benchmarks/bench_ssim.py
 	$(BIN)/python benchmarks/bench_bicubic_table.py
+	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_loader.py
 
 # Re-pin every package after a dependency change in pyproject.toml (needs the network).
 constraints:

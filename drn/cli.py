@@ -7,6 +7,7 @@ with exit code 2 for bad usage and 1 for bad data.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -159,9 +160,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a setting, e.g. --set train.optimizer.lr=5e-4 (repeatable)",
     )  # fmt: skip
     train.add_argument("--run-dir", type=Path, help="default: {paths.runs}/{model}_x{scale}")
+    train.add_argument("--epochs", type=float, help="instead of train.epochs.<model>")
+    train.add_argument("--loss", choices=("l1", "l2"), help="instead of train.loss")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument(
+        "--gpus", type=int, default=1, metavar="N",
+        help="train on N GPUs of this node (launches torchrun); 0 or 1: one process",
+    )  # fmt: skip
+    train.add_argument(
+        "--if-changed", choices=("refuse", "restart"), default="refuse",
+        help="a run directory holding a run of other settings: refuse (default), or set it "
+        "aside as RUN_DIR.replaced-<time> and start afresh (what the pipeline does)",
+    )  # fmt: skip
     train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     train.set_defaults(run=_run_train)
+
+    fetch = commands.add_parser(
+        "fetch", help="download (or copy, or make) one source of params.yaml",
+        description="Fill {paths.data}/NAME from sources.NAME (a resumable, checksum-verified "
+        "download then a safe extraction; a local folder or archive; scikit-image's images) or "
+        "from downscaled.NAME (the MATLAB-exact bicubic LR of another source).",
+    )  # fmt: skip
+    fetch.add_argument("name", help="a key of sources or downscaled in params.yaml")
+    fetch.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    fetch.set_defaults(run=_run_fetch)
+
+    prepare = commands.add_parser(
+        "prepare", help="decode the training pairs of one scale into the cache",
+        description="Check every training image and decode the HR/LR pairs of one scale into "
+        "train.data.cache (LR: the official images if present, else the MATLAB-exact resize).",
+    )  # fmt: skip
+    prepare.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
+    prepare.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    prepare.set_defaults(run=_run_prepare)
+
+    collect = commands.add_parser(
+        "collect", help="gather every evaluation JSON into one table",
+        description="Write {paths.results}/summary.md and summary.json from the evaluation "
+        "JSONs under {paths.results}/eval.",
+    )  # fmt: skip
+    collect.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    collect.set_defaults(run=_run_collect)
 
     info = commands.add_parser(
         "info",
@@ -187,15 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(run=_run_info)
 
-    demo = commands.add_parser(
-        "demo",
-        help="the bicubic baseline on images that ship with scikit-image",
-        description="Score the bicubic baseline at every demo scale on the sample images that "
-        "ship inside scikit-image (no download); settings from params.yaml.",
-    )
-    demo.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
-    demo.add_argument("--out", type=Path, help="output folder (default: demo.out of params)")
-    demo.set_defaults(run=_run_demo)
     return parser
 
 
@@ -253,15 +283,50 @@ def _run_upscale(args: argparse.Namespace) -> None:
         _say(f"{path} -> {target} ({sr.shape[1]}x{sr.shape[0]})")
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _params(path: Path, overrides: list[str] | None = None) -> dict:
     from drn.config import apply_overrides, load_params, validate_params
-    from drn.train import settings_from_params, train
 
-    params = apply_overrides(load_params(args.params), args.set)
-    validate_params(params, args.params)
-    settings = settings_from_params(params, args.model, args.scale)
+    params = apply_overrides(load_params(path), overrides or [])
+    validate_params(params, path)
+    return params
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from drn.train import launch_under_torchrun, settings_from_params, train
+
+    if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
+        return launch_under_torchrun(args.gpus, sys.argv[1:])
+    params = _params(args.params, args.set)
+    settings = settings_from_params(params, args.model, args.scale, args.epochs, args.loss)
     run_dir = args.run_dir or Path(params["paths"]["runs"]) / f"{args.model}_x{args.scale}"
-    return train(settings, run_dir, args.device, report=True, track=not args.no_track)
+    return train(
+        settings, run_dir, args.device, report=True,
+        track=params["tracking"]["enabled"] and not args.no_track,
+        if_changed=args.if_changed,
+    )  # fmt: skip
+
+
+def _run_fetch(args: argparse.Namespace) -> None:
+    from drn.download import fetch
+
+    _say(f"{args.name}: {fetch(args.name, _params(args.params))}")
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from drn.dataset import build_cache
+    from drn.train import training_data
+
+    hr, lr, cache, patch = training_data(_params(args.params), args.scale)
+    pairs, version = build_cache(hr, lr, args.scale, cache, patch, _progress)
+    _say(f"x{args.scale}: {len(pairs)} training pairs in {cache} (data version {version})")
+
+
+def _run_collect(args: argparse.Namespace) -> None:
+    from drn.evaluate import collect_results
+
+    results = Path(_params(args.params)["paths"]["results"])
+    rows = collect_results(results / "eval", results / "summary")
+    _say(f"{len(rows)} evaluations in {results / 'summary.md'} and {results / 'summary.json'}")
 
 
 def _run_info(args: argparse.Namespace) -> None:
@@ -295,18 +360,6 @@ def _run_info(args: argparse.Namespace) -> None:
         f"(-> {height * args.scale}x{width * args.scale}): {flops / 1e9:,.2f} G "
         f"({flops / 2e9:,.2f} G multiply-accumulates)"
     )
-
-
-def _run_demo(args: argparse.Namespace) -> None:
-    from drn.demo import run_demo
-
-    results = list(run_demo(args.params, args.out, _progress))
-    table = Table()
-    for column in ("scale", "images", "PSNR-Y (dB)", "SSIM-Y"):
-        table.add_column(column, justify="right")
-    for r in results:
-        table.add_row(f"x{r.scale}", str(len(r.images)), _number(r.psnr, 2), _number(r.ssim, 4))
-    _print_table("Bicubic baseline on scikit-image's sample images", table, _PROTOCOL)
 
 
 def _report(result: SetScore, json_path: Path | None, title: str) -> None:

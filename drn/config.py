@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,74 @@ SCHEMA = Path(__file__).parent / "schemas" / "params.schema.yaml"
 
 
 def validate_params(params: dict[str, Any], source: str | os.PathLike = "params.yaml") -> None:
-    """Check params against the JSON schema; the first problem is a UsageError naming its key."""
+    """Check params against the JSON schema and its cross-references (a source's name, a
+    model's variant...); the first problem is a UsageError naming its key."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(params)
-    )
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(params))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise UsageError(f"{source}: {where}: {error.message}")
+    for key, problem in _broken_references(params):
+        raise UsageError(f"{source}: {key}: {problem}")
+
+
+def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    from drn.models import variants
+
+    sources = params["sources"]
+    downscaled = params["downscaled"] or {}
+    for name in sorted(set(sources) & set(downscaled)):
+        yield f"downscaled.{name}", "also a key of sources: names must be unique"
+    known = set(sources) | set(downscaled)
+    for name, spec in downscaled.items():
+        if spec["of"] not in known:
+            yield f"downscaled.{name}.of", f"unknown source {spec['of']!r}"
+    ablations, train = params["ablations"], params["train"]
+    wanted_sources = {
+        "evaluation.datasets": params["evaluation"]["datasets"],
+        "ablations.distillation.dataset": [ablations["distillation"]["dataset"]],
+        "ablations.loss.dataset": [ablations["loss"]["dataset"]],
+        "train.data.hr": [train["data"]["hr"]],
+    }
+    if train["validation"]["source"]:
+        wanted_sources["train.validation.source"] = [train["validation"]["source"]]
+    if train["data"]["lr_prefix"]:
+        scales = {*params["evaluation"]["scales"], ablations["distillation"]["scale"],
+                  ablations["loss"]["scale"]}  # fmt: skip
+        prefix = train["data"]["lr_prefix"]
+        wanted_sources["train.data.lr_prefix"] = [f"{prefix}{s}" for s in sorted(scales)]
+    for key, names in wanted_sources.items():
+        for name in names:
+            if name not in known:
+                yield key, f"unknown source {name!r}; sources has {', '.join(sorted(known))}"
+    models = sorted(variants())
+    wanted_models = {
+        "evaluation.models": params["evaluation"]["models"],
+        "evaluation.ensemble_models": params["evaluation"]["ensemble_models"],
+        "ablations.distillation.models": ablations["distillation"]["models"],
+        "ablations.loss.model": [ablations["loss"]["model"]],
+    }
+    for key, names in wanted_models.items():
+        for name in names:
+            if name not in models:
+                yield key, f"unknown model {name!r}; choose from {', '.join(models)}"
+            elif name not in train["epochs"]:
+                yield "train.epochs", f"no entry for model {name}"
+    for name in params["evaluation"]["ensemble_models"]:
+        if name not in params["evaluation"]["models"]:
+            yield "evaluation.ensemble_models", f"{name} is not one of evaluation.models"
+
+
+def source_path(params: dict[str, Any], name: str) -> Path:
+    """Where source ``name`` lives: {paths.data}/{name}."""
+    known = set(params["sources"]) | set(params.get("downscaled") or {})
+    if name not in known:
+        choices = ", ".join(sorted(known))
+        raise UsageError(f"params.yaml: unknown source {name!r}; sources has {choices}")
+    return Path(params["paths"]["data"]) / name
 
 
 def setting(params: dict[str, Any], dotted: str, source: str | os.PathLike = "params.yaml") -> Any:

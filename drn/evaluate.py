@@ -244,3 +244,37 @@ def write_json(score: SetScore, path: str | os.PathLike) -> None:
     """Write ``score.to_json()`` atomically: a reader never sees a partial file."""
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(score.to_json(), indent=2, allow_nan=False) + "\n")
+
+
+def collect_results(eval_dir: str | os.PathLike, out_stem: str | os.PathLike) -> list[dict]:
+    """One row per evaluation JSON under ``eval_dir``, written as ``<out_stem>.json`` and a
+    Markdown table ``<out_stem>.md`` (label, scale, dataset, PSNR, SSIM)."""
+    rows = []
+    for path in sorted(Path(eval_dir).glob("*/x*/*.json")):
+        result = json.loads(path.read_text())
+        label = path.parent.parent.name
+        rows.append({
+            "label": label, "model": result.get("model", label), "scale": result["scale"],
+            "dataset": result.get("dataset") or path.stem, "psnr": result["psnr"],
+            "ssim": result["ssim"], "self_ensemble": result.get("self_ensemble", False),
+            "images": len(result["images"]), "file": str(path),
+        })  # fmt: skip
+    lines = [
+        "| label | scale | dataset | images | PSNR-Y (dB) | SSIM-Y |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        psnr = "inf" if row["psnr"] is None else f"{row['psnr']:.2f}"
+        lines.append(
+            f"| {row['label']} | x{row['scale']} | {row['dataset']} | {row['images']} "
+            f"| {psnr} | {row['ssim']:.4f} |"
+        )
+    out = Path(out_stem)
+    with atomic_write(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    with atomic_write(out.with_suffix(".md")) as tmp:
+        tmp.write_text(
+            "# Evaluation summary\n\nY-channel PSNR/SSIM, shave = scale (README, "
+            "'Evaluation protocol'). Written by `drn collect`.\n\n" + "\n".join(lines) + "\n"
+        )
+    return rows

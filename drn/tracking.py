@@ -9,8 +9,11 @@ tracking URI comes from params.yaml (``tracking.uri``; default a local sqlite fi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,27 @@ def git_commit(folder: str | os.PathLike = ".") -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
+def _artifacts_beside(uri: str) -> str | None:
+    """Artifacts of a local sqlite store go to mlartifacts/ beside the database file (instead of
+    ./mlruns wherever a job happens to start); a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a local sqlite store (a no-op for servers)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        yield
+
+
 class Tracker:
     """One training run in MLflow; resuming a run reopens the same MLflow run."""
 
@@ -63,16 +87,21 @@ class Tracker:
 
         self._mlflow = mlflow
         self.uri = tracking_uri(uri)
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
-        if run_id is None:
-            found = self.client.get_experiment_by_name(experiment)
-            experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
-            )
-            run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
-        else:
-            self.client.update_run(run_id, status="RUNNING")
+        with _store_lock(self.uri):  # parallel jobs must not both create (migrate) a sqlite store
+            mlflow.set_tracking_uri(self.uri)
+            self.client = MlflowClient(self.uri)
+            self.client.search_experiments(max_results=1)  # opens (and creates) the store
+            if run_id is None:
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None:
+                    experiment_id = self.client.create_experiment(
+                        experiment, artifact_location=_artifacts_beside(self.uri)
+                    )
+                else:
+                    experiment_id = found.experiment_id
+                run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+            else:
+                self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
 
     def log_params(self, params: dict[str, Any]) -> None:

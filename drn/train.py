@@ -34,8 +34,8 @@ import torch.distributed as dist
 from torch import nn
 
 from drn.checkpoint import load_checkpoint, save_checkpoint
-from drn.config import setting
-from drn.data import list_images, modcrop, read_image, write_image
+from drn.config import setting, source_path
+from drn.data import atomic_write, list_images, modcrop, read_image, write_image
 from drn.dataset import PatchDataset, StepSampler, build_cache, patch_loader
 from drn.errors import UsageError
 from drn.imresize import imresize
@@ -46,7 +46,9 @@ from drn.models import build_model, resolve_config
 LOSSES = {"l1": nn.functional.l1_loss, "l2": nn.functional.mse_loss}
 COMPILE_MODES = ("auto", "off", "default", "reduce-overhead")
 # Settings that may change between the attempts of one run without changing its result.
-RESUMABLE_CHANGES = {"workers", "log_every", "checkpoint_every", "compile", "tracking_uri"}
+RESUMABLE_CHANGES = {
+    "workers", "log_every", "checkpoint_every", "compile", "tracking_uri", "experiment",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,56 +88,90 @@ class TrainSettings:
         return json.loads(json.dumps(asdict(self)))
 
 
-def settings_from_params(params: dict[str, Any], model: str, scale: int) -> TrainSettings:
-    """Resolve one run's settings; a missing or wrong setting is a UsageError naming it."""
+def training_data(params: dict[str, Any], scale: int) -> tuple[str, str | None, str, int]:
+    """(HR folder, LR folder or None, cache folder, patch size) for one scale."""
+    data = setting(params, "train.data")
+    prefix = data["lr_prefix"]
+    return (
+        str(source_path(params, data["hr"])),
+        str(source_path(params, f"{prefix}{scale}")) if prefix else None,
+        f"{data['cache']}/x{scale}",
+        int(setting(params, "train.patch")),
+    )
+
+
+def launch_under_torchrun(gpus: int, argv: list[str]) -> int:
+    """Replace this process by torchrun running the same ``drn`` command on ``gpus`` GPUs
+    (so that the scheduler's signals reach torchrun, which passes them to every rank)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={gpus}", "-m", "drn", *argv]  # fmt: skip
+    os.execv(sys.executable, command)
+    return 1  # not reached
+
+
+def settings_from_params(
+    params: dict[str, Any],
+    model: str,
+    scale: int,
+    epochs: float | None = None,
+    loss: str | None = None,
+) -> TrainSettings:
+    """Resolve one run's settings (``epochs`` and ``loss`` override params.yaml's, as the
+    ablations do); a missing or wrong setting is a UsageError naming it."""
 
     def get(key: str) -> Any:
         return setting(params, key)
 
-    def path(key: str) -> str | None:
-        value = get(key)
-        return None if value is None else str(value).format(scale=scale, model=model)
-
-    resolve_config(model, **((params.get("models") or {}).get(model) or {}))  # validates sizes
-    epochs = get("train.epochs")
-    if model not in epochs:
-        raise UsageError(f"params.yaml: train.epochs has no entry for model {model}")
+    hr, lr, cache, patch = training_data(params, scale)
+    validation = get("train.validation.source")
+    sizes = dict((params.get("models") or {}).get(model) or {})
+    resolve_config(model, **sizes)  # validates the model name and its sizes
+    if epochs is None:
+        epochs = get("train.epochs").get(model)
+        if epochs is None:
+            raise UsageError(f"params.yaml: train.epochs has no entry for model {model}")
     per_epoch = int(get("train.iterations_per_epoch"))
+    compile_mode = get("train.compile")
     settings = TrainSettings(
         model=model,
         scale=scale,
-        sizes=dict((params.get("models") or {}).get(model) or {}),
-        hr=path("train.data.hr"),
-        lr=path("train.data.lr"),
-        cache=f"{path('train.data.cache')}/x{scale}",
-        val_hr=path("train.validation.hr"),
+        sizes=sizes,
+        hr=hr,
+        lr=lr,
+        cache=cache,
+        val_hr=str(source_path(params, validation)) if validation else None,
         val_images=int(get("train.validation.images")),
         val_every=int(get("train.validation.every")),
         batch=int(get("train.batch")),
-        patch=int(get("train.patch")),
+        patch=patch,
         learning_rate=float(get("train.optimizer.lr")),
         betas=tuple(float(b) for b in get("train.optimizer.betas")),
         eps=float(get("train.optimizer.eps")),
-        decay_every=int(get("train.decay.every_epochs")) * per_epoch,
+        decay_every=round(float(get("train.decay.every_epochs")) * per_epoch),
         decay_factor=float(get("train.decay.factor")),
-        loss=str(get("train.loss")),
-        iterations=round(float(epochs[model]) * per_epoch),
+        loss=str(loss or get("train.loss")),
+        iterations=round(float(epochs) * per_epoch),
         checkpoint_every=int(get("train.checkpoint_every")),
         log_every=int(get("train.log_every")),
         seed=int(get("train.seed")),
         deterministic=bool(get("train.deterministic")),
-        compile="off" if get("train.compile") is False else str(get("train.compile")),
+        compile="off" if compile_mode is False else str(compile_mode),
         channels_last=bool(get("train.channels_last")),
         workers=int(get("train.workers")),
-        init_from=path("train.init_from"),
+        init_from=(get("train.init_from") or {}).get(f"x{scale}"),
         tracking_uri=str(get("tracking.uri")),
         experiment=str(get("tracking.experiment")),
     )
     if settings.loss not in LOSSES:
-        raise UsageError(f"params.yaml: train.loss {settings.loss!r}: choose from l1, l2")
+        raise UsageError(f"train.loss {settings.loss!r}: choose from {', '.join(LOSSES)}")
     if settings.compile not in COMPILE_MODES:
         raise UsageError(f"params.yaml: train.compile: choose from {', '.join(COMPILE_MODES)}")
     return settings
+
+
+def result_settings(settings: TrainSettings) -> dict[str, Any]:
+    """The settings that change what a run computes (not how fast or how it reports)."""
+    return {k: v for k, v in settings.to_json().items() if k not in RESUMABLE_CHANGES}
 
 
 # ---------------------------------------------------------------- process-level state
@@ -290,15 +326,17 @@ class _Reporter:
             self.bar.stop()
 
 
-def _check_resumable(saved: dict[str, Any], current: TrainSettings, path: Path) -> None:
+def _changed_settings(saved: dict[str, Any], current: TrainSettings) -> list[str]:
     now = current.to_json()
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
-    if changed:
-        key = changed[0]
-        raise UsageError(
-            f"{path}: this run was started with {key} = {saved.get(key)!r}, now {now[key]!r}; "
-            "use another run directory, or the same settings to resume"
-        )
+    return sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+
+
+def _write_curves(run_dir: Path, history: dict[str, list[list[float]]]) -> None:
+    """train_curve.csv (step, loss, lr) and val_curve.csv (step, psnr, ssim): DVC plots."""
+    for name, header in (("train", "step,loss,lr"), ("val", "step,psnr,ssim")):
+        rows = [",".join(f"{v:.10g}" for v in row) for row in history[name]]
+        with atomic_write(run_dir / f"{name}_curve.csv") as tmp:
+            tmp.write_text("\n".join([header, *rows]) + "\n")
 
 
 def _init_from(model: nn.Module, path: str) -> int:
@@ -317,14 +355,31 @@ def _compile_mode(settings: TrainSettings, device: torch.device, world: int) -> 
     return None if mode == "off" else mode
 
 
+def _set_aside(run_dir: Path, cluster: _Cluster) -> None:
+    """Move a run of other settings out of the way (never deleted): {run_dir}.replaced-<time>."""
+    if cluster.world > 1:
+        dist.barrier()
+    if cluster.main:
+        run_dir.rename(
+            run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        )
+    if cluster.world > 1:
+        dist.barrier()
+
+
 def train(
     settings: TrainSettings,
     run_dir: str | os.PathLike,
     device_name: str = "auto",
     report: bool = True,
     track: bool = True,
+    if_changed: str = "refuse",
 ) -> int:
-    """Train (or resume) one run; returns 0 when finished, 128 + signal when stopped early."""
+    """Train (or resume) one run; returns 0 when finished, 128 + signal when stopped early.
+
+    A run directory holding a run of other settings is refused, or with ``if_changed="restart"``
+    (what the pipeline uses when params.yaml changed) set aside and started afresh.
+    """
     run_dir = Path(run_dir)
     cluster, device = _start_cluster(device_name)
     if settings.batch % cluster.world:
@@ -346,15 +401,26 @@ def train(
         optimizer, step_size=settings.decay_every, gamma=settings.decay_factor
     )
     step, best_psnr, run_id = 0, -math.inf, None
-    resumed = last.is_file()
-    if resumed:
-        payload = load_checkpoint(last)
+    history: dict[str, list[list[float]]] = {"train": [], "val": []}
+    payload = load_checkpoint(last) if last.is_file() else None
+    if payload is not None:
         saved = payload.get("training", {})
-        _check_resumable(saved.get("settings", {}), settings, last)
+        changed = _changed_settings(saved.get("settings", {}), settings)
+        if changed and if_changed == "restart":
+            _set_aside(run_dir, cluster)
+            payload = None
+        elif changed:
+            key, now = changed[0], settings.to_json()[changed[0]]
+            raise UsageError(
+                f"{last}: this run was started with {key} = {saved['settings'].get(key)!r}, "
+                f"now {now!r}; use another run directory, or the same settings to resume"
+            )
+    if payload is not None:
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         step, best_psnr, run_id = saved["step"], saved["best_psnr"], saved.get("mlflow_run_id")
+        history = saved.get("history", history)
         _set_rng_state(saved["rng"])
     elif settings.init_from:
         _init_from(model, settings.init_from)
@@ -408,7 +474,7 @@ def train(
             "step": step, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "best_psnr": best_psnr,
             "settings": settings.to_json(), "mlflow_run_id": tracker.run_id if tracker else run_id,
-            "stopped_by_signal": stopped_by,
+            "stopped_by_signal": stopped_by, "history": history,
         })  # fmt: skip
 
     signals = _StopSignals()
@@ -455,6 +521,9 @@ def train(
                 }
                 if tracker:
                     tracker.log_metrics(metrics, step)
+                history["train"].append([step, metrics["loss"], metrics["lr"]])
+                if cluster.main:
+                    _write_curves(run_dir, history)
                 reporter.update(step, metrics)
                 loss_sum.zero_()
                 window_steps, window_start, waited = 0, time.perf_counter(), 0.0
@@ -464,6 +533,8 @@ def train(
                 val_psnr, val_ssim = validate(raw_model, validation, settings.scale, device)
                 if tracker:
                     tracker.log_metrics({"val_psnr": val_psnr, "val_ssim": val_ssim}, step)
+                history["val"].append([step, val_psnr, val_ssim])
+                _write_curves(run_dir, history)
                 if val_psnr > best_psnr:
                     best_psnr = val_psnr
                     save_checkpoint(best_path, raw_model, {"step": step, "val_psnr": val_psnr})
@@ -478,6 +549,7 @@ def train(
                 break
         if cluster.main:
             save_last(exit_code and exit_code - 128)
+            _write_curves(run_dir, history)
             if status == "FINISHED":
                 save_checkpoint(run_dir / "model.pt", raw_model)
                 _log_results(tracker, raw_model, run_dir, validation, settings, device)

@@ -26,20 +26,26 @@ TINY = "{channels: 16, block_channels: 16, distill: 4, blocks: 2, groups: 1}"
 
 
 @pytest.fixture(scope="module")
-def t91(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("t91")
+def data(tmp_path_factory):
+    """A data folder with two sources: t91 (12 T91 images) and Set5 (for validation)."""
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "t91").mkdir()
     for i in range(1, 13):
-        shutil.copy(SHARED / f"T91/t{i}.png", folder)
+        shutil.copy(SHARED / f"T91/t{i}.png", folder / "t91")
+    shutil.copytree(SHARED / "Set5", folder / "Set5")
     return folder
 
 
-def tiny_overrides(t91, tmp_path, iterations, extra=()):
+def tiny_overrides(data, tmp_path, iterations, extra=()):
     return [
-        f"train.data.hr={t91}", "train.data.lr=null", f"train.data.cache={tmp_path}/cache",
-        "train.validation.images=0", "train.iterations_per_epoch=1",
-        f"train.epochs={{drn: {iterations}}}", "train.batch=8", "train.patch=24",
-        "train.log_every=5", "train.checkpoint_every=1000", "train.workers=0", "train.seed=7",
-        f"models.drn={TINY}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *extra,
+        f"paths.data={data}", "sources.t91={local: null}", "sources.Set5={local: null}",
+        "train.data.hr=t91", "train.data.lr_prefix=null", f"train.data.cache={tmp_path}/cache",
+        "train.validation.source=null", "train.validation.images=0",
+        "train.iterations_per_epoch=1", f"train.epochs={{drn: {iterations}}}", "train.batch=8",
+        "train.patch=24", "train.log_every=5", "train.checkpoint_every=1000", "train.workers=0",
+        "train.seed=7", f"models.drn={TINY}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "evaluation.models=[drn]", "evaluation.ensemble_models=[]",
+        "ablations.distillation.models=[drn]", *extra,
     ]  # fmt: skip
 
 
@@ -56,11 +62,11 @@ def test_the_recipe_defaults_are_the_papers():
     assert (drn.learning_rate, drn.betas, drn.eps) == (1e-4, (0.9, 0.999), 1e-8)
     assert (drn.decay_every, drn.decay_factor) == (200 * 1000, 0.5)
     assert (drn.iterations, plus.iterations) == (800 * 1000, 300 * 1000)
-    assert drn.lr.endswith("DIV2K_train_LR_bicubic/X2") and drn.init_from is None
+    assert drn.lr.endswith("data/DIV2K_train_LR_x2") and drn.init_from is None
 
 
-def test_a_small_drn_beats_bicubic_on_set5_after_a_few_hundred_iterations(t91, tmp_path):
-    overrides = tiny_overrides(t91, tmp_path, 150, [
+def test_a_small_drn_beats_bicubic_on_set5_after_a_few_hundred_iterations(data, tmp_path):
+    overrides = tiny_overrides(data, tmp_path, 150, [
         "train.batch=16", "train.patch=32", "train.optimizer.lr=1e-3",
         "models.drn={channels: 32, block_channels: 32, blocks: 3, groups: 2}",
     ])  # fmt: skip
@@ -81,8 +87,8 @@ def train_args(overrides, run_dir):
             "--device", "cpu", "--no-track", *sets]  # fmt: skip
 
 
-def test_a_sigterm_checkpoints_and_the_resumed_run_ends_with_identical_weights(t91, tmp_path):
-    overrides = tiny_overrides(t91, tmp_path, 60, ["train.deterministic=true", "train.workers=2"])
+def test_a_sigterm_checkpoints_and_the_resumed_run_ends_with_identical_weights(data, tmp_path):
+    overrides = tiny_overrides(data, tmp_path, 60, ["train.deterministic=true", "train.workers=2"])
     straight = run_drn(train_args(overrides, tmp_path / "straight"))
     assert straight.wait(timeout=300) == 0
 
@@ -109,8 +115,8 @@ def test_a_sigterm_checkpoints_and_the_resumed_run_ends_with_identical_weights(t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigusr1_also_stops_the_run_with_a_checkpoint(t91, tmp_path):
-    overrides = tiny_overrides(t91, tmp_path, 100_000)
+def test_sigusr1_also_stops_the_run_with_a_checkpoint(data, tmp_path):
+    overrides = tiny_overrides(data, tmp_path, 100_000)
     process = run_drn(train_args(overrides, tmp_path / "run"), stdout=subprocess.PIPE)
     for line in process.stdout:
         if line.startswith("step 10/"):
@@ -122,16 +128,16 @@ def test_sigusr1_also_stops_the_run_with_a_checkpoint(t91, tmp_path):
     assert saved["step"] >= 10 and saved["stopped_by_signal"] == signal.SIGUSR1
 
 
-def test_resuming_with_other_settings_is_refused(t91, tmp_path):
-    overrides = tiny_overrides(t91, tmp_path, 10)
+def test_resuming_with_other_settings_is_refused(data, tmp_path):
+    overrides = tiny_overrides(data, tmp_path, 10)
     assert train(settings(overrides), tmp_path / "run", "cpu", report=False, track=False) == 0
     changed = settings([*overrides, "train.optimizer.lr=5e-4"])
     with pytest.raises(UsageError, match=r"started with learning_rate = 0\.0001, now 0\.0005"):
         train(changed, tmp_path / "run", "cpu", report=False, track=False)
 
 
-def test_two_process_ddp_equals_one_process(t91, tmp_path):
-    overrides = tiny_overrides(t91, tmp_path, 12)
+def test_two_process_ddp_equals_one_process(data, tmp_path):
+    overrides = tiny_overrides(data, tmp_path, 12)
     single = run_drn(train_args(overrides, tmp_path / "single"))
     assert single.wait(timeout=300) == 0
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
@@ -151,12 +157,12 @@ def test_two_process_ddp_equals_one_process(t91, tmp_path):
     assert settings_json["batch"] == 8
 
 
-def test_mlflow_records_params_metrics_tags_artifacts_and_the_model(t91, tmp_path):
+def test_mlflow_records_params_metrics_tags_artifacts_and_the_model(data, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    overrides = tiny_overrides(t91, tmp_path, 20, [
-        f"train.validation.hr={SHARED / 'Set5'}", "train.validation.images=2",
+    overrides = tiny_overrides(data, tmp_path, 20, [
+        "train.validation.source=Set5", "train.validation.images=2",
         "train.validation.every=10", "train.decay.every_epochs=10",
     ])  # fmt: skip
     assert train(settings(overrides), tmp_path / "run", "cpu", report=False) == 0
@@ -201,10 +207,10 @@ def test_mlflow_records_params_metrics_tags_artifacts_and_the_model(t91, tmp_pat
     )
 
 
-def test_x4_can_start_from_a_trained_x2_model(t91, tmp_path):
+def test_x4_can_start_from_a_trained_x2_model(data, tmp_path):
     x2 = build_model("drn", 2, channels=16, block_channels=16, distill=4, blocks=2, groups=1)
     save_checkpoint(tmp_path / "x2.pt", x2)
-    overrides = tiny_overrides(t91, tmp_path, 1, [f"train.init_from={tmp_path}/x2.pt"])
+    overrides = tiny_overrides(data, tmp_path, 1, [f"train.init_from.x4={tmp_path}/x2.pt"])
     changed = settings(overrides, scale=4)
     from drn import train as engine
 
@@ -217,10 +223,10 @@ def test_x4_can_start_from_a_trained_x2_model(t91, tmp_path):
     )
 
 
-def test_bad_training_data_fails_before_training_starts(t91, tmp_path):
+def test_bad_training_data_fails_before_training_starts(data, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(t91, broken)
-    (broken / "t5.png").write_bytes(b"\x89PNG truncated")
+    shutil.copytree(data, broken)
+    (broken / "t91/t5.png").write_bytes(b"\x89PNG truncated")
     overrides = tiny_overrides(broken, tmp_path, 10)
     process = run_drn(train_args(overrides, tmp_path / "run"), stderr=subprocess.PIPE)
     err = process.stderr.read()

@@ -1,4 +1,5 @@
-"""Snakemake and DVC run the same pipeline from the one params.yaml."""
+"""The workflow: the paper's DAG, the same pipeline in DVC, the demo end to end with Snakemake,
+with DVC (cached reruns) and on a real Slurm cluster."""
 
 from __future__ import annotations
 
@@ -12,82 +13,231 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SHARED
+from conftest import REPO
+from slurm_cluster import SlurmCluster, missing
 
 BIN = Path(sys.executable).parent
+PAPER_JOBS = {
+    "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 6,
+    "train_distillation_ablation": 2, "train_loss_ablation": 2, "evaluate": 30,
+    "evaluate_ensemble": 30, "evaluate_distillation_ablation": 2, "evaluate_loss_ablation": 2,
+    "summary": 1, "all": 1,
+}  # fmt: skip
+TINY = {"channels": 8, "block_channels": 8, "distill": 4, "blocks": 1, "groups": 1}
 
 
-@pytest.fixture
-def project(tmp_path):
-    """A copy of the workflow files whose params.yaml points at the shared benchmark sets."""
-    for name in ("workflow", "drn/schemas", "dvc.yaml", "params.yaml"):
-        source = REPO / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, tmp_path / name)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["paths"].update(benchmarks=str(SHARED), results="results")
-    params["evaluation"]["datasets"] = ["Set5", "Set14"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return tmp_path
+def environment(extra=None):
+    env = {
+        **os.environ, **(extra or {}), "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PATH": f"{BIN}{os.pathsep}{(extra or os.environ)['PATH']}",
+    }  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)  # set by mlflow.set_tracking_uri in other tests
+    return env
 
 
-def run(cwd, *command):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+def run(cwd, *command, env=None, check=True):
+    done = subprocess.run(
+        [str(c) for c in command], cwd=cwd, env=environment(env), capture_output=True, text=True
+    )
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
 
 
-def snakemake_commands(cwd):
+def project(tmp_path, params):
+    """A workspace with the workflow, dvc.yaml, environment.yml and the given params.yaml."""
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    for name in ("dvc.yaml", "environment.yml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def small_demo(tracking=False):
+    """demo/params.yaml at two scales with tiny models and a few iterations: every stage, fast."""
+    params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
+    params["sources"]["photos"] = {"skimage": ["astronaut.png", "camera.png"]}
+    params["downscaled"] = {
+        f"train_photos_x{s}": {"of": "train_photos", "scale": s} for s in (2, 3)
+    }
+    params["evaluation"]["scales"] = [2, 3]
+    params["models"] = {name: dict(TINY) for name in ("drn", "drn_plus", "drn_no_rd")}
+    params["ablations"]["distillation"]["epochs"] = params["ablations"]["loss"]["epochs"] = 0.006
+    train = params["train"]
+    train.update(batch=4, patch=16, log_every=3, checkpoint_every=3, workers=0)
+    train["epochs"] = {"drn": 0.006, "drn_plus": 0.006, "drn_no_rd": 0.006}
+    train["validation"].update(images=1, every=3)
+    train["init_from"] = {"x2": None, "x3": None}
+    params["tracking"]["enabled"] = tracking
+    return params
+
+
+def dry_run(cwd):
+    """{rule: job count} and [(shell command, outputs)] of a Snakemake dry run."""
     out = run(cwd, BIN / "snakemake", "--dry-run", "--printshellcmds", "--cores", "1")
-    commands = re.findall(r"^Shell command: (drn .*)$", out, re.M)
-    return sorted(c.split(" > ")[0] for c in commands)  # without the log redirection
+    stats = re.search(r"Job stats:\n.*?\n-+ +-+\n(.*?)\ntotal", out, re.S).group(1)
+    counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()}
+    jobs, outputs = [], None
+    for line in out.splitlines():
+        if line.startswith("    output: "):
+            outputs = sorted(line.removeprefix("    output: ").split(", "))
+        elif line.startswith("Shell command: drn "):
+            command = line.removeprefix("Shell command: ").split(" > ")[0]  # no log redirection
+            jobs.append((command, outputs))
+    return counts, sorted(jobs)
 
 
 def dvc_stages(cwd):
     run(cwd, BIN / "dvc", "init", "--no-scm", "--quiet")
     script = (
         "import json; from dvc.repo import Repo; print(json.dumps(sorted("
-        "[s.cmd, [str(o.def_path) for o in s.outs]] for s in Repo('.').index.stages)))"
+        "[' '.join(s.cmd.split()), sorted(str(o.def_path) for o in s.outs)]"
+        " for s in Repo('.').index.stages)))"
     )
-    return json.loads(run(cwd, sys.executable, "-c", script).splitlines()[-1])
+    return [
+        tuple(stage)
+        for stage in json.loads(run(cwd, sys.executable, "-c", script).splitlines()[-1])
+    ]
 
 
-def test_the_dag_plans_every_dataset_and_scale(project):
-    commands = snakemake_commands(project)
-    assert len(commands) == 2 * 3
-    assert all(c.startswith("drn evaluate --model bicubic") for c in commands)
+def test_the_paper_dag_plans_every_expected_job(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    counts, _ = dry_run(project(tmp_path, params))
+    assert counts == PAPER_JOBS
 
 
-def test_dvc_yaml_declares_the_snakemake_commands_and_outputs(project):
-    stages = dvc_stages(project)
-    assert [command for command, _ in stages] == snakemake_commands(project)
-    for command, outs in stages:
-        assert outs == [command.split("--json ")[1]]
+@pytest.mark.parametrize("config", ["params.yaml", "demo/params.yaml"])
+def test_dvc_yaml_declares_the_snakemake_stages_commands_and_outputs(tmp_path, config):
+    params = yaml.safe_load((REPO / config).read_text())
+    workspace = project(tmp_path, params)
+    _, jobs = dry_run(workspace)
+    assert dvc_stages(workspace) == [(command, outputs) for command, outputs in jobs]
 
 
-def test_a_bad_setting_stops_the_run_before_any_job_naming_the_key(project):
-    params = yaml.safe_load((project / "params.yaml").read_text())
+def test_the_workflow_is_lint_clean():
+    assert "Congratulations" in run(REPO, BIN / "snakemake", "--lint", "--directory", "demo")
+
+
+def test_a_bad_setting_stops_the_run_before_any_job_naming_the_key(tmp_path):
+    params = small_demo()
     params["evaluation"]["scales"] = [2, "four"]
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    done = subprocess.run(
-        [BIN / "snakemake", "--dry-run", "--cores", "1"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode != 0
-    message = done.stdout + done.stderr
-    assert "'four' is not of type 'integer'" in message and "['scales']" in message
-    assert "Shell command" not in message and not (project / "results").exists()
+    out = run(project(tmp_path, params), BIN / "snakemake", "-n", "--cores", "1", check=False)
+    assert "evaluation.scales.1: 'four' is not of type 'integer'" in out
+    assert "Shell command" not in out and not (tmp_path / "results").exists()
 
 
-def test_snakemake_and_dvc_produce_the_same_json(project):
-    run(project, BIN / "snakemake", "--cores", "2", "results/eval/bicubic/x4/Set5.json")
-    by_snakemake = json.loads((project / "results/eval/bicubic/x4/Set5.json").read_text())
-    (project / "results/eval/bicubic/x4/Set5.json").unlink()
-    run(project, BIN / "dvc", "init", "--no-scm", "--quiet")
-    run(project, BIN / "dvc", "repro", "evaluate_bicubic@Set5-4")
-    assert json.loads((project / "results/eval/bicubic/x4/Set5.json").read_text()) == by_snakemake
-    assert round(by_snakemake["psnr"], 2) == 28.43
-    assert "didn't change" in run(project, BIN / "dvc", "repro", "evaluate_bicubic@Set5-4")
+def test_an_unknown_source_in_a_setting_is_named(tmp_path):
+    params = small_demo()
+    params["evaluation"]["datasets"] = ["photos", "Set6"]
+    out = run(project(tmp_path, params), BIN / "snakemake", "-n", "--cores", "1", check=False)
+    assert "evaluation.datasets: unknown source 'Set6'" in out
+
+
+def test_the_demo_dag_end_to_end_with_snakemake(tmp_path):
+    workspace = project(tmp_path, small_demo(tracking=True))
+    run(workspace, BIN / "snakemake", "--cores", "2")
+    rows = json.loads((workspace / "results/summary.json").read_text())
+    labels = {(r["label"], r["scale"]) for r in rows}
+    assert labels == {
+        ("bicubic", 2), ("bicubic", 3), ("drn", 2), ("drn", 3), ("drn_plus", 2), ("drn_plus", 3),
+        ("drn-ensemble", 2), ("drn-ensemble", 3), ("table2-drn", 2), ("table2-drn_no_rd", 2),
+        ("loss-l1", 2), ("loss-l2", 2),
+    }  # fmt: skip
+    assert all(r["images"] == 2 and r["dataset"] == "photos" for r in rows)
+    curve = (workspace / "runs/drn_x3/val_curve.csv").read_text().splitlines()
+    assert curve[0] == "step,psnr,ssim" and len(curve) == 3  # validated at steps 3 and 6
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    experiment = client.get_experiment_by_name("drn-repro-demo")
+    runs = client.search_runs([experiment.experiment_id])
+    names = ["drn_x2", "drn_x3", "drn_plus_x2", "drn_plus_x3", "drn_x2", "drn_no_rd_x2"]
+    assert sorted(r.info.run_name for r in runs) == sorted([*names, "l1_x2", "l2_x2"])
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    # nothing left to do; a change of one scale's setting replans only that scale's jobs
+    assert "Nothing to be done" in run(workspace, BIN / "snakemake", "-n", "--cores", "1")
+    params = small_demo(tracking=True)
+    params["train"]["init_from"]["x3"] = "runs/drn_x2/model.pt"
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    counts, _ = dry_run(workspace)
+    assert counts == {"train": 2, "evaluate": 2, "evaluate_ensemble": 1, "summary": 1, "all": 1}
+
+
+def ran_stages(output):
+    return sorted(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path):
+    workspace = project(tmp_path, small_demo())
+    run(workspace, BIN / "dvc", "init", "--no-scm", "--quiet")
+    first = run(workspace, BIN / "dvc", "repro")
+    assert len(ran_stages(first)) == 27  # every stage: the 28 Snakemake jobs but `all`
+    rows = json.loads((workspace / "results/summary.json").read_text())
+    assert len(rows) == 12
+    assert ran_stages(run(workspace, BIN / "dvc", "repro")) == []  # a second repro is a no-op
+
+    params = small_demo()
+    params["train"]["init_from"]["x3"] = "runs/drn_x2/model.pt"
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(run(workspace, BIN / "dvc", "repro")) == [
+        "evaluate@drn-3-photos", "evaluate@drn_plus-3-photos", "evaluate_ensemble@drn-3-photos",
+        "summary", "train@drn-3", "train@drn_plus-3",
+    ]  # fmt: skip
+    replaced = [p.name for p in (workspace / "runs").iterdir() if ".replaced-" in p.name]
+    assert sorted(r.split(".")[0] for r in replaced) == ["drn_plus_x3", "drn_x3"]  # set aside
+
+
+def test_dvc_exp_run_with_a_changed_setting(tmp_path):
+    params = small_demo()
+    params["evaluation"].update(scales=[2], models=["drn"], ensemble_models=[])
+    params["downscaled"] = {"train_photos_x2": {"of": "train_photos", "scale": 2}}
+    params["train"]["init_from"] = {"x2": None}
+    workspace = project(tmp_path, params)
+    run(workspace, "git", "init", "--quiet")
+    run(workspace, BIN / "dvc", "init", "--quiet")
+    run(workspace, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init",
+        "--allow-empty")  # fmt: skip
+    run(workspace, "git", "add", "-A")
+    run(workspace, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline")
+    out = run(workspace, BIN / "dvc", "exp", "run", "-S", "train.optimizer.lr=0.001")
+    assert "Ran experiment" in out
+    settings = json.loads((workspace / "runs/drn_x2/settings.json").read_text())
+    assert settings["learning_rate"] == 0.001
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    reason = missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Slurm test: {reason}")
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def test_the_demo_dag_with_the_slurm_profile_on_a_real_cluster(tmp_path, slurm):
+    params = small_demo()
+    params["evaluation"].update(scales=[2])
+    params["downscaled"] = {"train_photos_x2": {"of": "train_photos", "scale": 2}}
+    params["train"]["init_from"] = {"x2": None}
+    workspace = project(tmp_path, params)
+    out = run(
+        workspace, BIN / "snakemake", "--profile", "workflow/profiles/slurm",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--seconds-between-status-checks", "2", "--latency-wait", "10",
+        env=slurm,
+    )  # fmt: skip
+    assert "100%) done" in out
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
+    assert len(submitted) == 19  # every job but `all` ran as a Slurm job
+    rows = json.loads((workspace / "results/summary.json").read_text())
+    assert len(rows) == 8
+    for job in submitted:  # Slurm ran them (it remembers finished jobs for MinJobAge)
+        state = run(workspace, "scontrol", "show", "job", job, env=slurm)
+        assert "JobState=COMPLETED" in state

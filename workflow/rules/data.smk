@@ -1,0 +1,55 @@
+"""Getting the data: every source into {data}/{name}/, then the decoded training cache."""
+
+
+rule fetch:
+    output:
+        directory(f"{DATA}/{{source}}"),
+    params:
+        spec=lambda w: config["sources"][w.source],
+    resources:
+        **cpu_job("fetch"),
+    log:
+        f"{RESULTS}/logs/fetch/{{source}}.log",
+    conda:
+        ENV
+    shell:
+        "drn fetch {wildcards.source} > {log} 2>&1"
+
+
+rule downscale:
+    input:
+        lambda w: source_dir(DOWNSCALED[w.derived]["of"]),
+    output:
+        directory(f"{DATA}/{{derived}}"),
+    params:
+        spec=lambda w: DOWNSCALED[w.derived],
+    resources:
+        **cpu_job("fetch"),
+    log:
+        f"{RESULTS}/logs/fetch/{{derived}}.log",
+    conda:
+        ENV
+    shell:
+        "drn fetch {wildcards.derived} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        hr=source_dir(config["train"]["data"]["hr"]),
+        lr=lambda w: (
+            [source_dir(f"{config['train']['data']['lr_prefix']}{w.scale}")]
+            if config["train"]["data"]["lr_prefix"]
+            else []
+        ),
+    output:
+        directory(f"{CACHE}/x{{scale}}"),
+    params:
+        patch=config["train"]["patch"],
+    resources:
+        **cpu_job("prepare"),
+    log:
+        f"{RESULTS}/logs/prepare/x{{scale}}.log",
+    conda:
+        ENV
+    shell:
+        "drn prepare --scale {wildcards.scale} > {log} 2>&1"
