@@ -474,7 +474,7 @@ def train(
             "step": step, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "best_psnr": best_psnr,
             "settings": settings.to_json(), "mlflow_run_id": tracker.run_id if tracker else run_id,
-            "stopped_by_signal": stopped_by, "history": history,
+            "stopped_by_signal": stopped_by, "history": history, "world_size": cluster.world,
         })  # fmt: skip
 
     signals = _StopSignals()
