@@ -65,6 +65,12 @@ def _progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     )
 
 
+def _add_params_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="settings file (params.yaml)"
+    )
+
+
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
@@ -154,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     train.add_argument("--model", required=True, help="model variant (drn, drn_plus, drn_no_rd)")
     train.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
-    train.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    _add_params_option(train)
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a setting, e.g. --set train.optimizer.lr=5e-4 (repeatable)",
@@ -182,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from downscaled.NAME (the MATLAB-exact bicubic LR of another source).",
     )  # fmt: skip
     fetch.add_argument("name", help="a key of sources or downscaled in params.yaml")
-    fetch.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    _add_params_option(fetch)
     fetch.set_defaults(run=_run_fetch)
 
     prepare = commands.add_parser(
@@ -191,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train.data.cache (LR: the official images if present, else the MATLAB-exact resize).",
     )  # fmt: skip
     prepare.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
-    prepare.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    _add_params_option(prepare)
     prepare.set_defaults(run=_run_prepare)
 
     collect = commands.add_parser(
@@ -199,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write {paths.results}/summary.md and summary.json from the evaluation "
         "JSONs under {paths.results}/eval.",
     )  # fmt: skip
-    collect.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file")
+    _add_params_option(collect)
     collect.set_defaults(run=_run_collect)
 
     info = commands.add_parser(
