@@ -200,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_option(prepare)
     prepare.set_defaults(run=_run_prepare)
 
+    report = commands.add_parser(
+        "report", help="the paper-style report: every number of the paper beside ours",
+        description="Write {paths.reports}/report.html (self-contained) and report.md from the "
+        "evaluation JSONs, the training runs, MLflow and params.yaml.",
+    )  # fmt: skip
+    _add_params_option(report)
+    report.add_argument("--device", default="auto", help="for the visual comparisons")
+    report.add_argument("--pdf", action="store_true", help="also print it to PDF (Chromium)")
+    report.set_defaults(run=_run_report)
+
     collect = commands.add_parser(
         "collect", help="gather every evaluation JSON into one table",
         description="Write {paths.results}/summary.md and summary.json from the evaluation "
@@ -325,6 +335,18 @@ def _run_prepare(args: argparse.Namespace) -> None:
     hr, lr, cache, patch = training_data(_params(args.params), args.scale)
     pairs, version = build_cache(hr, lr, args.scale, cache, patch, _progress)
     _say(f"x{args.scale}: {len(pairs)} training pairs in {cache} (data version {version})")
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    import torch
+
+    from drn.report import build_report
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    written = build_report(_params(args.params), device, args.pdf)
+    _say("report: " + ", ".join(str(path) for path in written.values()))
 
 
 def _run_collect(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import random
 import signal
 import sys
@@ -348,6 +349,14 @@ def _init_from(model: nn.Module, path: str) -> int:
     return len(matching)
 
 
+def _hardware(device: torch.device, world: int) -> str:
+    """What trained the run, for the report: e.g. '4 x NVIDIA H100 80GB HBM3' or 'CPU (...)'."""
+    if device.type == "cuda":
+        return f"{world} x {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} cores{f', {world} processes' if world > 1 else ''})"
+
+
 def _compile_mode(settings: TrainSettings, device: torch.device, world: int) -> str | None:
     mode = settings.compile
     if mode == "auto":
@@ -400,7 +409,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=settings.decay_every, gamma=settings.decay_factor
     )
-    step, best_psnr, run_id = 0, -math.inf, None
+    step, best_psnr, run_id, spent = 0, -math.inf, None, 0.0
     history: dict[str, list[list[float]]] = {"train": [], "val": []}
     payload = load_checkpoint(last) if last.is_file() else None
     if payload is not None:
@@ -421,6 +430,7 @@ def train(
         scheduler.load_state_dict(saved["scheduler"])
         step, best_psnr, run_id = saved["step"], saved["best_psnr"], saved.get("mlflow_run_id")
         history = saved.get("history", history)
+        spent = saved.get("train_seconds", 0.0)
         _set_rng_state(saved["rng"])
     elif settings.init_from:
         _init_from(model, settings.init_from)
@@ -446,6 +456,7 @@ def train(
         )
     validation = load_validation(settings) if cluster.main else []
 
+    hardware = _hardware(device, cluster.world)
     tracker = None
     if track and cluster.main:
         from drn.tracking import Tracker, git_commit
@@ -455,7 +466,8 @@ def train(
         tracker.set_tags({
             "variant": settings.model, "scale": settings.scale, "loss": settings.loss,
             "git_commit": git_commit(), "data_version": data_version,
-            "run_dir": str(run_dir.resolve()), "world_size": cluster.world,
+            "run_dir": str(run_dir.resolve()), "world_size": cluster.world, "device": hardware,
+            "torch": torch.__version__,
         })  # fmt: skip
 
     raw_model = model
@@ -475,6 +487,8 @@ def train(
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "best_psnr": best_psnr,
             "settings": settings.to_json(), "mlflow_run_id": tracker.run_id if tracker else run_id,
             "stopped_by_signal": stopped_by, "history": history, "world_size": cluster.world,
+            "train_seconds": spent + time.perf_counter() - started, "device": hardware,
+            "data_version": data_version,
         })  # fmt: skip
 
     signals = _StopSignals()
@@ -487,6 +501,7 @@ def train(
     status, exit_code = "FINISHED", 0
     loss_sum = torch.zeros((), device=device)
     window_steps, window_start, waited = 0, time.perf_counter(), 0.0
+    started = time.perf_counter()
     batches = None
     try:
         model.train()

@@ -26,3 +26,14 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def refs() -> Path:
     return REFS
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory):
+    """The small demo pipeline run once with Snakemake (MLflow on), shared by the tests that
+    read its results; tests must leave it as they found it."""
+    from pipeline import BIN, project, run, small_demo
+
+    workspace = project(tmp_path_factory.mktemp("demo"), small_demo(tracking=True))
+    run(workspace, BIN / "snakemake", "--cores", "2")
+    return workspace

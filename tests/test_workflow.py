@@ -6,70 +6,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
+from pipeline import BIN, project, run, small_demo
 from slurm_cluster import SlurmCluster, missing
 
-BIN = Path(sys.executable).parent
 PAPER_JOBS = {
     "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 6,
     "train_distillation_ablation": 2, "train_loss_ablation": 2, "evaluate": 30,
     "evaluate_ensemble": 30, "evaluate_distillation_ablation": 2, "evaluate_loss_ablation": 2,
-    "summary": 1, "all": 1,
+    "summary": 1, "report": 1, "all": 1,
 }  # fmt: skip
-TINY = {"channels": 8, "block_channels": 8, "distill": 4, "blocks": 1, "groups": 1}
-
-
-def environment(extra=None):
-    env = {
-        **os.environ, **(extra or {}), "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PATH": f"{BIN}{os.pathsep}{(extra or os.environ)['PATH']}",
-    }  # fmt: skip
-    env.pop("MLFLOW_TRACKING_URI", None)  # set by mlflow.set_tracking_uri in other tests
-    return env
-
-
-def run(cwd, *command, env=None, check=True):
-    done = subprocess.run(
-        [str(c) for c in command], cwd=cwd, env=environment(env), capture_output=True, text=True
-    )
-    if check:
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout + done.stderr
-
-
-def project(tmp_path, params):
-    """A workspace with the workflow, dvc.yaml, environment.yml and the given params.yaml."""
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
-    for name in ("dvc.yaml", "environment.yml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return tmp_path
-
-
-def small_demo(tracking=False):
-    """demo/params.yaml at two scales with tiny models and a few iterations: every stage, fast."""
-    params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
-    params["sources"]["photos"] = {"skimage": ["astronaut.png", "camera.png"]}
-    params["downscaled"] = {
-        f"train_photos_x{s}": {"of": "train_photos", "scale": s} for s in (2, 3)
-    }
-    params["evaluation"]["scales"] = [2, 3]
-    params["models"] = {name: dict(TINY) for name in ("drn", "drn_plus", "drn_no_rd")}
-    params["ablations"]["distillation"]["epochs"] = params["ablations"]["loss"]["epochs"] = 0.006
-    train = params["train"]
-    train.update(batch=4, patch=16, log_every=3, checkpoint_every=3, workers=0)
-    train["epochs"] = {"drn": 0.006, "drn_plus": 0.006, "drn_no_rd": 0.006}
-    train["validation"].update(images=1, every=3)
-    train["init_from"] = {"x2": None, "x3": None}
-    params["tracking"]["enabled"] = tracking
-    return params
 
 
 def dry_run(cwd):
@@ -133,9 +83,8 @@ def test_an_unknown_source_in_a_setting_is_named(tmp_path):
     assert "evaluation.datasets: unknown source 'Set6'" in out
 
 
-def test_the_demo_dag_end_to_end_with_snakemake(tmp_path):
-    workspace = project(tmp_path, small_demo(tracking=True))
-    run(workspace, BIN / "snakemake", "--cores", "2")
+def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
+    workspace = demo_workspace
     rows = json.loads((workspace / "results/summary.json").read_text())
     labels = {(r["label"], r["scale"]) for r in rows}
     assert labels == {
@@ -146,6 +95,9 @@ def test_the_demo_dag_end_to_end_with_snakemake(tmp_path):
     assert all(r["images"] == 2 and r["dataset"] == "photos" for r in rows)
     curve = (workspace / "runs/drn_x3/val_curve.csv").read_text().splitlines()
     assert curve[0] == "step,psnr,ssim" and len(curve) == 3  # validated at steps 3 and 6
+    assert (workspace / "reports/report.html").is_file() and (
+        workspace / "reports/report.md"
+    ).is_file()
 
     from mlflow.tracking import MlflowClient
 
@@ -158,11 +110,17 @@ def test_the_demo_dag_end_to_end_with_snakemake(tmp_path):
 
     # nothing left to do; a change of one scale's setting replans only that scale's jobs
     assert "Nothing to be done" in run(workspace, BIN / "snakemake", "-n", "--cores", "1")
-    params = small_demo(tracking=True)
+    original = (workspace / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["train"]["init_from"]["x3"] = "runs/drn_x2/model.pt"
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    counts, _ = dry_run(workspace)
-    assert counts == {"train": 2, "evaluate": 2, "evaluate_ensemble": 1, "summary": 1, "all": 1}
+    try:
+        counts, _ = dry_run(workspace)
+    finally:
+        (workspace / "params.yaml").write_text(original)
+    assert counts == {
+        "train": 2, "evaluate": 2, "evaluate_ensemble": 1, "summary": 1, "report": 1, "all": 1,
+    }  # fmt: skip
 
 
 def ran_stages(output):
@@ -173,7 +131,7 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
     workspace = project(tmp_path, small_demo())
     run(workspace, BIN / "dvc", "init", "--no-scm", "--quiet")
     first = run(workspace, BIN / "dvc", "repro")
-    assert len(ran_stages(first)) == 27  # every stage: the 28 Snakemake jobs but `all`
+    assert len(ran_stages(first)) == 28  # every stage: the 29 Snakemake jobs but `all`
     rows = json.loads((workspace / "results/summary.json").read_text())
     assert len(rows) == 12
     assert ran_stages(run(workspace, BIN / "dvc", "repro")) == []  # a second repro is a no-op
@@ -183,7 +141,7 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(run(workspace, BIN / "dvc", "repro")) == [
         "evaluate@drn-3-photos", "evaluate@drn_plus-3-photos", "evaluate_ensemble@drn-3-photos",
-        "summary", "train@drn-3", "train@drn_plus-3",
+        "report", "summary", "train@drn-3", "train@drn_plus-3",
     ]  # fmt: skip
     replaced = [p.name for p in (workspace / "runs").iterdir() if ".replaced-" in p.name]
     assert sorted(r.split(".")[0] for r in replaced) == ["drn_plus_x3", "drn_x3"]  # set aside
@@ -235,7 +193,7 @@ def test_the_demo_dag_with_the_slurm_profile_on_a_real_cluster(tmp_path, slurm):
     )  # fmt: skip
     assert "100%) done" in out
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
-    assert len(submitted) == 19  # every job but `all` ran as a Slurm job
+    assert len(submitted) == 20  # every job but `all` ran as a Slurm job
     rows = json.loads((workspace / "results/summary.json").read_text())
     assert len(rows) == 8
     for job in submitted:  # Slurm ran them (it remembers finished jobs for MinJobAge)

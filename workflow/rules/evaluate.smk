@@ -99,3 +99,22 @@ rule summary:
         ENV
     shell:
         "drn collect > {log} 2>&1"
+
+
+rule report:
+    input:
+        SUMMARY,
+        all_evaluations(),
+        [f"{RUNS}/{m}_x{s}/model.pt" for m in EVALUATION["models"] for s in EVALUATION["scales"]],
+    output:
+        REPORT,
+    params:
+        report=config["report"],
+    resources:
+        **gpu_job("evaluate"),
+    log:
+        f"{RESULTS}/logs/report.log",
+    conda:
+        ENV
+    shell:
+        "drn report > {log} 2>&1"

@@ -1,0 +1,224 @@
+"""The paper-style report: every number of the paper beside ours, with provenance.
+
+``build_report(params)`` writes ``{paths.reports}/report.html`` (self-contained: figures
+embedded, no scripts, opens offline) and ``report.md`` (figures in ``figures/``), from the
+evaluation JSONs, the training runs, MLflow and params.yaml; optionally a PDF printed by a
+headless Chromium. :mod:`drn.report.gather` collects the numbers, :mod:`drn.report.figures`
+draws, :mod:`drn.report.visuals` makes the zoomed crops; this module renders and writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from drn.data import atomic_write
+from drn.errors import UsageError
+from drn.report import figures, gather
+from drn.report.visuals import comparison
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _fmt(pair: tuple[float, float] | None) -> str:
+    return "-" if pair is None or pair[0] is None else f"{pair[0]:.2f} / {pair[1]:.4f}"
+
+
+def _fmt_delta(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:+.2f} / {pair[1]:+.4f}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _model_parameters(name: str, scale: int, params: dict[str, Any]) -> int:
+    import torch
+
+    from drn.models import build_model
+    from drn.models.complexity import trainable_parameters
+
+    with torch.device("meta"):
+        model = build_model(name, scale, **((params.get("models") or {}).get(name) or {}))
+    return trainable_parameters(model)
+
+
+def _size_rows(reference: dict[str, Any], results: Path, params: dict[str, Any]) -> list[dict]:
+    """Fig. 2's points: published methods with sourced parameter counts, and our models."""
+    rows = []
+    values = reference["table3"]["values"]
+    for entry in reference["parameters"]:
+        method = entry["method"]
+        psnr = gather.parse_cell(values[method]["Set5"][4])[0] if method in values else None
+        rows.append({
+            "name": method, "parameters": float(entry["count"]),
+            "parameters_text": entry["printed"], "psnr": psnr, "ours": False,
+            "psnr_missing": "not in the paper's Table 3", "source": entry["source"],
+        })  # fmt: skip
+    for label, name in (("drn", "DRN (ours)"), ("drn_plus", "DRN+ (ours)")):
+        if label not in params["evaluation"]["models"]:
+            continue
+        ours = gather.evaluation(results, label, 4, "Set5")
+        count = _model_parameters(label, 4, params)
+        rows.append({
+            "name": name, "parameters": float(count), "parameters_text": f"{count:,}",
+            "psnr": ours["psnr"] if ours else None, "psnr_missing": "not run",
+            "source": "counted from the model built with params.yaml's sizes", "ours": True,
+        })  # fmt: skip
+    return rows
+
+
+def _evaluations_elsewhere(results: Path) -> list[dict[str, Any]]:
+    import json
+
+    rows = []
+    for path in sorted(results.glob("eval/*/x*/*.json")):
+        if path.stem in gather.PAPER_DATASETS:
+            continue
+        data = json.loads(path.read_text())
+        rows.append({
+            "label": path.parent.parent.name, "scale": data["scale"], "dataset": path.stem,
+            "images": len(data["images"]), "psnr": data["psnr"], "ssim": data["ssim"],
+        })  # fmt: skip
+    return rows
+
+
+def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False) -> dict[str, Path]:
+    """Write the report; returns the paths written."""
+    reference = gather.paper()
+    results, runs_dir = Path(params["paths"]["results"]), Path(params["paths"]["runs"])
+    out = Path(params["paths"]["reports"])
+    settings = params["report"]
+    tolerance = float(settings["tolerance_db"])
+    table3 = gather.table3(results, reference)
+    runs = gather.runs(runs_dir, params["tracking"])
+    loss_runs = {run.name: run for run in runs}
+    losses = gather.loss_comparison(results, params)
+    size_rows = _size_rows(reference, results, params)
+    visuals = []
+    for spec in settings["visuals"]:
+        found = comparison(spec, params, int(settings["crop"]), device)
+        png = figures.crops(found["panels"], found["title"]) if found["panels"] else None
+        visuals.append({"title": found["title"], "missing": found["missing"], "png": png})
+    loss_curves = [
+        (r["loss"], loss_runs[r["run"]].val_curve if r["run"] in loss_runs else []) for r in losses
+    ]
+    size_points = [
+        (r["name"], r["parameters"], r["psnr"], r["ours"])
+        for r in size_rows
+        if r["psnr"] is not None
+    ]
+    pngs = {
+        "loss": figures.curves(loss_curves, "validation PSNR (dB)"),
+        "size": figures.psnr_vs_parameters(size_points),
+        "train_loss": figures.curves([(r.name, r.train_curve) for r in runs], "training loss"),
+        "val_psnr": figures.curves([(r.name, r.val_curve) for r in runs], "validation PSNR (dB)"),
+    }
+    other_rows = _evaluations_elsewhere(results)
+    tracking = params["tracking"]
+    context = {
+        "generated": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "commit": gather.git_state(Path.cwd()),
+        "columns": [title for _label, title, _paper in gather.COLUMNS],
+        "table3": table3,
+        "paper_notes": reference["table3"]["notes"],
+        "verdicts": gather.verdicts(table3, tolerance),
+        "tolerance": tolerance,
+        "table2": gather.table2(results, params, reference),
+        "losses": losses,
+        "loss_spec": params["ablations"]["loss"],
+        "size_rows": size_rows,
+        "runs": runs,
+        "drn_plus_parameters": f"{_model_parameters('drn_plus', 4, {}):,}",
+        "dvc_hashes": gather.dvc_data_hashes(Path.cwd()),
+        "machine": gather.machine(),
+        "tracking": (
+            f"MLflow at {tracking['uri']}, experiment {tracking['experiment']}"
+            if tracking["enabled"]
+            else "MLflow off for this configuration"
+        ),
+        "software": gather.software(),
+        "params_yaml": yaml.safe_dump(params, sort_keys=False),
+        "other_rows": other_rows,
+        "other_sets": sorted({r["dataset"] for r in other_rows}),
+        "fmt": _fmt,
+        "fmt_delta": _fmt_delta,
+        "duration": _duration,
+    }
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,
+        keep_trailing_newline=True,
+    )  # fmt: skip
+    html_figures = {key: base64.b64encode(value).decode() for key, value in pngs.items()}
+    html_visuals = [
+        {**v, "image": v["png"] and base64.b64encode(v["png"]).decode()} for v in visuals
+    ]
+    from markupsafe import escape
+
+    html_context = {
+        **context,
+        "figures": html_figures,
+        "visuals": html_visuals,
+        "params_yaml": str(escape(context["params_yaml"])),
+    }
+    written = {}
+    html = environment.get_template("report.html.j2").render(html_context)
+    written["html"] = _write(out / "report.html", html)
+    figure_dir = out / "figures"
+    for key, value in pngs.items():
+        _write_bytes(figure_dir / f"{key}.png", value)
+    for index, visual in enumerate(visuals, start=1):
+        if visual["png"]:
+            _write_bytes(figure_dir / f"visual{index}.png", visual["png"])
+    md_visuals = [{**v, "image": bool(v["png"])} for v in visuals]
+    markdown = environment.get_template("report.md.j2").render({**context, "visuals": md_visuals})
+    written["md"] = _write(out / "report.md", markdown)
+    if pdf:
+        written["pdf"] = print_pdf(written["html"], out / "report.pdf")
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+)  # fmt: skip
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    raise UsageError("--pdf: no Chromium found (Debian: apt-get install chromium)")
+
+
+def print_pdf(html: Path, target: Path) -> Path:
+    """The HTML printed to PDF by a headless Chromium (no network, a throwaway profile)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as profile, atomic_write(target) as tmp:
+        subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
+             f"--print-to-pdf={tmp}", html.resolve().as_uri()],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    return target

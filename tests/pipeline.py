@@ -1,0 +1,66 @@
+"""Helpers for the tests that run the pipeline: a workspace, the small demo settings, commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+TINY = {"channels": 8, "block_channels": 8, "distill": 4, "blocks": 1, "groups": 1}
+
+
+def environment(extra=None):
+    env = {
+        **os.environ, **(extra or {}), "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PATH": f"{BIN}{os.pathsep}{(extra or os.environ)['PATH']}",
+    }  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)  # set by mlflow.set_tracking_uri in other tests
+    return env
+
+
+def run(cwd, *command, env=None, check=True):
+    done = subprocess.run(
+        [str(c) for c in command], cwd=cwd, env=environment(env), capture_output=True, text=True
+    )
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def project(tmp_path, params):
+    """A workspace with the workflow, dvc.yaml, environment.yml and the given params.yaml."""
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    for name in ("dvc.yaml", "environment.yml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def small_demo(tracking=False):
+    """demo/params.yaml at two scales with tiny models and a few iterations: every stage, fast."""
+    params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
+    params["sources"]["photos"] = {"skimage": ["astronaut.png", "camera.png"]}
+    params["downscaled"] = {
+        f"train_photos_x{s}": {"of": "train_photos", "scale": s} for s in (2, 3)
+    }
+    params["evaluation"]["scales"] = [2, 3]
+    params["models"] = {name: dict(TINY) for name in ("drn", "drn_plus", "drn_no_rd")}
+    params["ablations"]["distillation"]["epochs"] = params["ablations"]["loss"]["epochs"] = 0.006
+    train = params["train"]
+    train.update(batch=4, patch=16, log_every=3, checkpoint_every=3, workers=0)
+    train["epochs"] = {"drn": 0.006, "drn_plus": 0.006, "drn_no_rd": 0.006}
+    train["validation"].update(images=1, every=3)
+    train["init_from"] = {"x2": None, "x3": None}
+    params["tracking"]["enabled"] = tracking
+    params["report"]["visuals"] = [
+        {"dataset": "photos", "image": "astronaut", "scale": 2},
+        {"dataset": "photos", "image": "camera", "scale": 3},
+        {"dataset": "Urban100", "image": "img_074", "scale": 4},  # not in the demo: "not run"
+    ]
+    return params
