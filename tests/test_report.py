@@ -75,6 +75,11 @@ def test_the_demo_evaluations_are_shown_and_the_verdicts_say_not_run(report):
     assert "**DRN x2**: not run" in markdown  # the demo runs no paper dataset
     assert "not comparable" in markdown  # the demo's ablation is not the paper's Set5 x3 100 epochs
     assert "Curves from" in html and "MLflow" in html
+    provenance = markdown.split("## Provenance")[1]
+    drn_x2 = next(line for line in provenance.splitlines() if line.startswith("| drn_x2 |"))
+    cells = [c.strip() for c in drn_x2.strip("| ").split("|")]
+    assert cells[1] == "6" and cells[2].startswith("CPU (") and cells[3].endswith(" s")
+    assert cells[4] == "CPU" and len(cells[5].strip("`")) == 16 and len(cells[6]) == 32
 
 
 def test_the_html_is_self_contained(report):

@@ -36,6 +36,8 @@ def _fmt_delta(pair: tuple[float, float]) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     minutes = seconds / 60
     return f"{minutes:.1f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
