@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import platform
 import statistics
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,14 +176,14 @@ class Run:
 
 def runs(runs_dir: Path, tracking: dict[str, Any]) -> list[Run]:
     """Every finished or interrupted training run under ``runs_dir`` (not the set-aside ones)."""
-    import torch
+    from drn.checkpoint import load_checkpoint
 
     found = []
     for last in sorted(runs_dir.glob("**/checkpoints/last.pt")):
         run_dir = last.parent.parent
         if ".replaced-" in str(run_dir):
             continue
-        training = torch.load(last, map_location="cpu", weights_only=True).get("training", {})
+        training = load_checkpoint(last).get("training", {})
         hardware = training.get("device", "unknown")
         found.append(Run(
             name=str(run_dir.relative_to(runs_dir)), settings=training.get("settings", {}),
@@ -269,10 +268,3 @@ def software() -> list[tuple[str, str]]:
 
 def machine() -> str:
     return f"{platform.node()}: {platform.platform()}, {platform.processor() or platform.machine()}"
-
-
-def command_output(*command: str) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
