@@ -79,7 +79,7 @@ def test_the_demo_evaluations_are_shown_and_the_verdicts_say_not_run(report):
     drn_x2 = next(line for line in provenance.splitlines() if line.startswith("| drn_x2 |"))
     cells = [c.strip() for c in drn_x2.strip("| ").split("|")]
     assert cells[1] == "6" and cells[2].startswith("CPU (") and cells[3].endswith(" s")
-    assert cells[4] == "CPU" and len(cells[5].strip("`")) == 16 and len(cells[6]) == 32
+    assert cells[4] == "none (CPU)" and len(cells[5].strip("`")) == 16 and len(cells[6]) == 32
 
 
 def test_the_html_is_self_contained(report):
@@ -106,6 +106,16 @@ def test_the_papers_numbers_are_transcribed_with_their_typos_noted():
     assert reference["table2"]["psnr"] == {"RDBs": 33.98, "No RDBs": 33.83, "DBN+": 34.35}
     for entry in reference["parameters"]:
         assert entry["source"] and entry["count"] > 0
+
+
+@pytest.mark.parametrize("method", ["DRCN", "LapSRN", "IDN", "SRMDNF"])
+def test_computed_parameter_counts_add_up_from_their_layer_shapes(method):
+    entry = next(e for e in paper()["parameters"] if e["method"] == method)
+    weights_and_biases = sum(
+        copies * (out * inputs * height * width + out * bias)
+        for copies, out, inputs, height, width, bias in entry["layers"]
+    )
+    assert weights_and_biases + entry.get("extra", 0) == entry["count"]
 
 
 @pytest.mark.parametrize(
