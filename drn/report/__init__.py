@@ -35,7 +35,9 @@ def _fmt_delta(pair: tuple[float, float]) -> str:
     return f"{pair[0]:+.2f} / {pair[1]:+.4f}"
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return gather.NOT_RECORDED
     if seconds < 60:
         return f"{seconds:.0f} s"
     minutes = seconds / 60
@@ -57,7 +59,7 @@ def _size_rows(reference: dict[str, Any], results: Path, params: dict[str, Any])
     """Fig. 2's points: published methods with sourced parameter counts, and our models."""
     rows = []
     values = reference["table3"]["values"]
-    for entry in reference["parameters"]:
+    for entry in sorted(reference["parameters"], key=lambda e: e["count"]):
         method = entry["method"]
         psnr = gather.parse_cell(values[method]["Set5"][4])[0] if method in values else None
         rows.append({

@@ -152,6 +152,9 @@ def loss_comparison(results: Path, params: dict[str, Any]) -> list[dict[str, Any
     ]  # fmt: skip
 
 
+NOT_RECORDED = "not recorded"
+
+
 @dataclass
 class Run:
     """One training run as its last checkpoint and MLflow record it."""
@@ -159,7 +162,7 @@ class Run:
     name: str  # relative to {runs}, e.g. drn_x2 or ablations/loss/l2_x2
     settings: dict[str, Any]
     step: int
-    seconds: float
+    seconds: float | None  # None: not recorded (a checkpoint from before drn recorded it)
     hardware: str
     gpus: int
     data_version: str
@@ -170,8 +173,10 @@ class Run:
     curves_from: str = "checkpoint"
 
     @property
-    def gpu_hours(self) -> float | None:
-        return self.seconds * self.gpus / 3600 if self.gpus else None
+    def gpu_hours(self) -> str:
+        if self.seconds is None or self.hardware == NOT_RECORDED:
+            return NOT_RECORDED
+        return f"{self.seconds * self.gpus / 3600:.2f}" if self.gpus else "none (CPU)"
 
 
 def runs(runs_dir: Path, tracking: dict[str, Any]) -> list[Run]:
@@ -184,13 +189,13 @@ def runs(runs_dir: Path, tracking: dict[str, Any]) -> list[Run]:
         if ".replaced-" in str(run_dir):
             continue
         training = load_checkpoint(last).get("training", {})
-        hardware = training.get("device", "unknown")
+        hardware = training.get("device", NOT_RECORDED)
         found.append(Run(
             name=str(run_dir.relative_to(runs_dir)), settings=training.get("settings", {}),
-            step=training.get("step", 0), seconds=training.get("train_seconds", 0.0),
+            step=training.get("step", 0), seconds=training.get("train_seconds"),
             hardware=hardware,
             gpus=int(hardware.split(" x ")[0]) if " x " in hardware else 0,
-            data_version=training.get("data_version", "unknown"),
+            data_version=training.get("data_version", NOT_RECORDED),
             train_curve=training.get("history", {}).get("train", []),
             val_curve=training.get("history", {}).get("val", []),
             mlflow_run_id=training.get("mlflow_run_id"),
