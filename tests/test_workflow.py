@@ -134,6 +134,9 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
     assert len(ran_stages(first)) == 28  # every stage: the 29 Snakemake jobs but `all`
     rows = json.loads((workspace / "results/summary.json").read_text())
     assert len(rows) == 12
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    photos_md5 = next(o["md5"] for o in lock["fetch@photos"]["outs"])
+    assert f"`{photos_md5}`" in (workspace / "reports/report.md").read_text()  # data provenance
     assert ran_stages(run(workspace, BIN / "dvc", "repro")) == []  # a second repro is a no-op
 
     params = small_demo()
