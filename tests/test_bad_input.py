@@ -30,6 +30,11 @@ def folders(tmp_path):
     return sr, hr
 
 
+def score(sr, hr, scale=2):
+    """The arguments of `drn score` on an SR and an HR folder."""
+    return ("score", "--sr", sr, "--hr", hr, "--scale", scale)
+
+
 def expect_failure(capsys, tmp_path, code, needle, *args):
     out = tmp_path / "out" / "scores.json"
     assert run(*args, "--json", out) == code
@@ -42,9 +47,7 @@ def expect_failure(capsys, tmp_path, code, needle, *args):
 def test_missing_folder_is_a_usage_error(capsys, tmp_path, folders):
     sr, _ = folders
     missing = tmp_path / "nowhere"
-    expect_failure(
-        capsys, tmp_path, 2, str(missing), "score", "--sr", sr, "--hr", missing, "--scale", 2
-    )
+    expect_failure(capsys, tmp_path, 2, str(missing), *score(sr, missing))
 
 
 def test_empty_folder_is_a_data_error(capsys, tmp_path, folders):
@@ -52,87 +55,45 @@ def test_empty_folder_is_a_data_error(capsys, tmp_path, folders):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    expect_failure(
-        capsys, tmp_path, 1, str(empty), "score", "--sr", sr, "--hr", empty, "--scale", 2
-    )
+    expect_failure(capsys, tmp_path, 1, str(empty), *score(sr, empty))
 
 
 def test_a_file_that_is_not_an_image_is_named(capsys, tmp_path, folders):
     sr, hr = folders
     (sr / "baby_RCAN_x2.png").write_text("this is not a PNG")
-    expect_failure(
-        capsys,
-        tmp_path,
-        1,
-        "baby_RCAN_x2.png: not a readable image",
-        "score",
-        "--sr",
-        sr,
-        "--hr",
-        hr,
-        "--scale",
-        2,
-    )
+    expect_failure(capsys, tmp_path, 1, "baby_RCAN_x2.png: not a readable image", *score(sr, hr))
 
 
 def test_a_truncated_image_is_named(capsys, tmp_path, folders):
     sr, hr = folders
     target = hr / "head_HR_x2.png"
     target.write_bytes(target.read_bytes()[:5000])
-    expect_failure(
-        capsys,
-        tmp_path,
-        1,
-        "head_HR_x2.png: not a readable image",
-        "score",
-        "--sr",
-        sr,
-        "--hr",
-        hr,
-        "--scale",
-        2,
-    )
+    expect_failure(capsys, tmp_path, 1, "head_HR_x2.png: not a readable image", *score(sr, hr))
 
 
 def test_sizes_that_cannot_match_are_named(capsys, tmp_path, folders):
     sr, hr = folders
     image = Image.open(sr / "bird_RCAN_x2.png")
     image.crop((0, 0, image.width - 4, image.height)).save(sr / "bird_RCAN_x2.png")
-    expect_failure(
-        capsys,
-        tmp_path,
-        1,
-        "bird_RCAN_x2.png: SR is 284x288 but HR",
-        "score",
-        "--sr",
-        sr,
-        "--hr",
-        hr,
-        "--scale",
-        2,
-    )
+    expect_failure(capsys, tmp_path, 1, "bird_RCAN_x2.png: SR is 284x288 but HR", *score(sr, hr))
 
 
 def test_an_sr_larger_than_its_hr_is_refused(capsys, tmp_path, folders):
     sr, hr = folders
     Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(sr / "bird_RCAN_x2.png")
-    expect_failure(
-        capsys, tmp_path, 1, "bird_RCAN_x2.png", "score", "--sr", sr, "--hr", hr, "--scale", 2
-    )
+    expect_failure(capsys, tmp_path, 1, "bird_RCAN_x2.png", *score(sr, hr))
 
 
 def test_colour_sr_against_grayscale_hr_is_refused(capsys, tmp_path, folders):
     sr, hr = folders
     Image.open(hr / "woman_HR_x2.png").convert("L").save(hr / "woman_HR_x2.png")
-    expect_failure(capsys, tmp_path, 1, "is colour", "score", "--sr", sr, "--hr", hr, "--scale", 2)
+    expect_failure(capsys, tmp_path, 1, "is colour", *score(sr, hr))
 
 
 @pytest.mark.parametrize("scale", ["1", "0", "-2", "2.5", "x4", ""])
 def test_an_unknown_scale_is_a_usage_error(capsys, tmp_path, folders, scale):
     sr, hr = folders
-    expect_failure(
-        capsys, tmp_path, 2, "--scale", "score", "--sr", sr, "--hr", hr, "--scale", scale
-    )
+    expect_failure(capsys, tmp_path, 2, "--scale", *score(sr, hr, scale))
 
 
 def test_an_unknown_model_is_a_usage_error(capsys, tmp_path):
@@ -163,9 +124,9 @@ def test_an_image_smaller_than_the_ssim_window_is_named(capsys, tmp_path):
 def test_a_failed_run_keeps_the_previous_json(tmp_path, folders, capsys):
     sr, hr = folders
     out = tmp_path / "scores.json"
-    assert run("score", "--sr", sr, "--hr", hr, "--scale", 2, "--json", out) == 0
+    assert run(*score(sr, hr), "--json", out) == 0
     before = out.read_text()
     (sr / "baby_RCAN_x2.png").write_text("broken")
-    assert run("score", "--sr", sr, "--hr", hr, "--scale", 2, "--json", out) == 1
+    assert run(*score(sr, hr), "--json", out) == 1
     assert out.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hr", "scores.json", "sr"]

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from drn.data import atomic_write
 from drn.errors import UsageError
 from drn.report import figures, gather
 from drn.report.visuals import comparison
+from drn.tracking import git_commit
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -130,7 +131,7 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
     tracking = params["tracking"]
     context = {
         "generated": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "commit": gather.git_state(Path.cwd()),
+        "commit": git_commit(Path.cwd()),
         "columns": [title for _label, title, _paper in gather.COLUMNS],
         "table3": table3,
         "paper_notes": reference["table3"]["notes"],
@@ -158,21 +159,15 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
         "duration": _duration,
     }
     environment = Environment(
-        loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,
+        loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+        autoescape=select_autoescape(["html.j2"]),
         keep_trailing_newline=True,
     )  # fmt: skip
     html_figures = {key: base64.b64encode(value).decode() for key, value in pngs.items()}
     html_visuals = [
         {**v, "image": v["png"] and base64.b64encode(v["png"]).decode()} for v in visuals
     ]
-    from markupsafe import escape
-
-    html_context = {
-        **context,
-        "figures": html_figures,
-        "visuals": html_visuals,
-        "params_yaml": str(escape(context["params_yaml"])),
-    }
+    html_context = {**context, "figures": html_figures, "visuals": html_visuals}
     written = {}
     html = environment.get_template("report.html.j2").render(html_context)
     written["html"] = _write(out / "report.html", html)

@@ -2,7 +2,7 @@
 
 Sources: the evaluation JSONs ({results}/eval/{label}/x{scale}/{dataset}.json), the training runs'
 checkpoints ({runs}/.../checkpoints/last.pt: settings, curves, time, hardware), MLflow (run IDs,
-links, metric histories), dvc.lock (data hashes), git, params.yaml and the paper's numbers
+links, metric histories), dvc.lock (data hashes), params.yaml and the paper's numbers
 (drn/reference/drn_paper.yaml).
 """
 
@@ -249,12 +249,6 @@ def dvc_data_hashes(root: Path) -> list[tuple[str, str]]:
         if name.split("@")[0] in ("fetch", "downscale")
         for out in stage.get("outs", [])
     ]
-
-
-def git_state(root: Path) -> str:
-    from drn.tracking import git_commit
-
-    return git_commit(root)
 
 
 def software() -> list[tuple[str, str]]:
