@@ -32,17 +32,36 @@ _SEPARATORS = "_-."
 
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``, renamed onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``, renamed onto ``path`` only if the block succeeds.
+
+    The file gets the permissions a plain ``open()`` would give it (0644 under umask 022).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results from others
+    finally:
+        os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable way, briefly changing it
+    os.umask(mask)
+    return mask
 
 
 def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
