@@ -8,6 +8,8 @@ TORCH ?= torch==2.13.0
 CONSTRAINTS := constraints/cpu.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# e.g. PYTEST_ARGS='-m "not slow"' for the quick part of the suite
+PYTEST_ARGS ?=
 
 .PHONY: demo slurm-profile test lint bench constraints clean
 
@@ -35,7 +37,7 @@ slurm-profile:
 test: $(STAMP)
 	$(BIN)/ruff check drn tests benchmarks
 	$(BIN)/ruff format --check drn tests benchmarks
-	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python -m pytest
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check drn tests benchmarks

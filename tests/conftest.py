@@ -1,4 +1,12 @@
-"""Shared fixtures: the reference data beside the checkout (../shared/data) and the repo root."""
+"""Shared fixtures: the test data shipped in tests/data, the larger benchmark sets where a machine
+has them, and the repo root.
+
+A clone of the repository alone runs every core test from ``tests/data``. The benchmark sets
+(the whole of Set14, B100, Urban100) are looked up in ``$DRN_BENCHMARK_DATA``, then
+``../shared/data`` beside the checkout, then ``data/`` (after ``drn fetch``); a test that needs one
+and finds none is skipped with the reason in pytest's summary, or fails where
+``DRN_REQUIRE_BENCHMARK_DATA=1`` says the machine must have them (CI's first pass).
+"""
 
 from __future__ import annotations
 
@@ -8,24 +16,41 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DRN_SHARED_DATA", REPO.parent / "shared" / "data"))
-REFS = SHARED / "refs"
+DATA = REPO / "tests" / "data"
+REFS = DATA / "refs"
+SET5 = DATA / "Set5"
+T91 = DATA / "T91"
+SET14_SAMPLES = DATA / "Set14"  # baboon (colour) and bridge (grayscale) only
 SET5_NAMES = ("baby", "bird", "butterfly", "head", "woman")
-
-if not SHARED.is_dir():  # CI always has it; a silent skip would hide every reference check
-    raise RuntimeError(f"reference data not found at {SHARED} (set DRN_SHARED_DATA)")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    return SHARED
+def benchmark_roots() -> list[Path]:
+    """Where the benchmark sets are looked for, in order."""
+    roots = [REPO.parent / "shared" / "data", REPO / "data"]
+    if os.environ.get("DRN_BENCHMARK_DATA"):
+        roots.insert(0, Path(os.environ["DRN_BENCHMARK_DATA"]))
+    return roots
 
 
-@pytest.fixture(scope="session")
-def refs() -> Path:
-    return REFS
+def benchmark_set(name: str) -> Path:
+    """The folder of a whole benchmark set, or a skip that says where it was looked for."""
+    for root in benchmark_roots():
+        if (root / name).is_dir() and any((root / name).iterdir()):
+            return root / name
+    where = ", ".join(str(r) for r in benchmark_roots())
+    reason = f"benchmark set {name} not found in {where} (set DRN_BENCHMARK_DATA)"
+    if os.environ.get("DRN_REQUIRE_BENCHMARK_DATA") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs the demo pipeline's run is slow, like the pipeline itself."""
+    for item in items:
+        if "demo_workspace" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import REFS, SHARED
+from conftest import REFS, SET5
 from PIL import Image
 
 from drn.cli import main
@@ -106,7 +106,7 @@ def test_an_unknown_model_is_a_usage_error(capsys, tmp_path):
         "--model",
         "edsr",
         "--hr",
-        SHARED / "Set5",
+        SET5,
         "--scale",
         2,
     )

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from conftest import T91
 from PIL import Image
 
 from drn.data import modcrop, read_image
@@ -22,7 +22,7 @@ def t91(tmp_path):
     folder = tmp_path / "hr"
     folder.mkdir()
     for name in ("t1", "t2", "t3", "t5"):
-        shutil.copy(SHARED / f"T91/{name}.png", folder)
+        shutil.copy(T91 / f"{name}.png", folder)
     return folder
 
 

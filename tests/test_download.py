@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SET5, SET14_SAMPLES
 from PIL import Image
 
 from drn.data import modcrop, read_image
@@ -81,9 +81,9 @@ def benchmark_tar(names=("baby", "bird")) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as bundle:
         for name in names:
-            bundle.add(SHARED / f"Set5/{name}.png", f"benchmark/Set5/HR/{name}.png")
-            bundle.add(SHARED / f"Set5/{name}.png", f"benchmark/Set5/LR_bicubic/X2/{name}x2.png")
-        bundle.add(SHARED / "Set14/bridge.png", "benchmark/Set14/HR/bridge.png")
+            bundle.add(SET5 / f"{name}.png", f"benchmark/Set5/HR/{name}.png")
+            bundle.add(SET5 / f"{name}.png", f"benchmark/Set5/LR_bicubic/X2/{name}x2.png")
+        bundle.add(SET14_SAMPLES / "bridge.png", "benchmark/Set14/HR/bridge.png")
     return buffer.getvalue()
 
 
@@ -108,9 +108,7 @@ def test_sources_sharing_an_archive_get_their_own_folder(server, tmp_path):
     set5, set14 = fetch("Set5", params), fetch("Set14", params)
     assert sorted(p.name for p in set5.iterdir()) == ["baby.png", "bird.png"]
     assert [p.name for p in set14.iterdir()] == ["bridge.png"]
-    np.testing.assert_array_equal(
-        read_image(set5 / "baby.png"), read_image(SHARED / "Set5/baby.png")
-    )
+    np.testing.assert_array_equal(read_image(set5 / "baby.png"), read_image(SET5 / "baby.png"))
     assert len(server.requests) == 1  # one download, verified and reused
     lock = json.loads((tmp_path / "sources.lock.json").read_text())
     assert lock == {url: hashlib.sha256(server.files["/benchmark.tar"]).hexdigest()}

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SET5, SET14_SAMPLES, benchmark_set
 
 from drn.cli import main
 from drn.data import list_images, modcrop, read_image
@@ -33,11 +33,12 @@ PUBLISHED = {
 
 @pytest.mark.parametrize(("dataset", "scale"), sorted(PUBLISHED))
 def test_bicubic_reproduces_the_published_baseline(dataset, scale):
-    result = evaluate_bicubic(SHARED / dataset, scale)
+    folder = SET5 if dataset == "Set5" else benchmark_set(dataset)
+    result = evaluate_bicubic(folder, scale)
     psnr, ssim = PUBLISHED[dataset, scale]
     assert abs(result.psnr - psnr) <= 0.02
     assert abs(result.ssim - ssim) <= 0.001
-    assert len(result.images) == len(list_images(SHARED / dataset))
+    assert len(result.images) == len(list_images(folder))
 
 
 def test_set5_matches_the_exact_matlab_measurement():
@@ -45,20 +46,20 @@ def test_set5_matches_the_exact_matlab_measurement():
     # values, which older tools made with a slightly different LR.
     measured = {2: (33.67, 0.9303), 3: (30.40, 0.8689), 4: (28.43, 0.8111)}
     for scale, expected in measured.items():
-        result = evaluate_bicubic(SHARED / "Set5", scale)
+        result = evaluate_bicubic(SET5, scale)
         assert (round(result.psnr, 2), round(result.ssim, 4)) == expected
 
 
 def test_cli_writes_the_json_and_saves_the_sr_images(tmp_path, capsys):
     out, saved = tmp_path / "eval/bicubic/x3/Set5.json", tmp_path / "sr"
-    args = ["evaluate", "--model", "bicubic", "--hr", str(SHARED / "Set5"), "--scale", "3"]
+    args = ["evaluate", "--model", "bicubic", "--hr", str(SET5), "--scale", "3"]
     assert main([*args, "--json", str(out), "--save-sr", str(saved)]) == 0
     result = json.loads(out.read_text())
     assert result["model"] == "bicubic" and result["dataset"] == "Set5" and result["scale"] == 3
     assert set(result) >= {"scale", "psnr", "ssim", "images"}
     assert [i["name"] for i in result["images"]] == ["baby", "bird", "butterfly", "head", "woman"]
     for name in ("baby", "woman"):
-        hr = modcrop(read_image(SHARED / f"Set5/{name}.png"), 3)
+        hr = modcrop(read_image(SET5 / f"{name}.png"), 3)
         np.testing.assert_array_equal(
             read_image(saved / f"{name}.png"), imresize(imresize(hr, 1 / 3), 3)
         )
@@ -68,9 +69,9 @@ def test_cli_writes_the_json_and_saves_the_sr_images(tmp_path, capsys):
 def test_grayscale_images_are_scored_on_their_own_values(tmp_path):
     hr = tmp_path / "gray"
     hr.mkdir()
-    bridge = read_image(SHARED / "Set14/bridge.png")
+    bridge = read_image(SET14_SAMPLES / "bridge.png")
     assert bridge.ndim == 2
-    (hr / "bridge.png").write_bytes((SHARED / "Set14/bridge.png").read_bytes())
+    (hr / "bridge.png").write_bytes((SET14_SAMPLES / "bridge.png").read_bytes())
     result = evaluate_bicubic(hr, 2)
     hr_img = modcrop(bridge, 2)
     sr = imresize(imresize(hr_img, 0.5), 2)

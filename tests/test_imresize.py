@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.io
-from conftest import REFS, SET5_NAMES, SHARED
+from conftest import REFS, SET5, SET5_NAMES
 
 from drn.data import modcrop, read_image
 from drn.imresize import imresize
@@ -70,7 +70,7 @@ def test_vdsr_ycbcr_down_and_up_match_matlab(stem, scale):
 
 @pytest.mark.parametrize("stem", SET5_NAMES)
 def test_uint8_set5_x3_is_bit_exact_with_the_edsr_benchmark(stem):
-    hr = modcrop(read_image(SHARED / f"Set5/{stem}.png"), 3)
+    hr = modcrop(read_image(SET5 / f"{stem}.png"), 3)
     expected = read_image(
         REFS / f"imresize/set5_uint8_LR/edsr_benchmark_via_SwinIR/X3/{stem}x3.png"
     )

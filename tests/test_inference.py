@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from conftest import SET5
 from PIL import Image
 from torch import nn
 
@@ -132,23 +132,23 @@ def test_a_checkpoint_with_code_in_it_is_refused(tmp_path):
 
 def test_evaluate_a_checkpoint_writes_the_score_json(checkpoint, tmp_path, model):
     out = tmp_path / "eval.json"
-    args = ["evaluate", "--model", str(checkpoint), "--hr", str(SHARED / "Set5"), "--scale", "2"]
+    args = ["evaluate", "--model", str(checkpoint), "--hr", str(SET5), "--scale", "2"]
     assert main([*args, "--json", str(out), "--device", "cpu", "--tile", "64"]) == 0
     result = json.loads(out.read_text())
     assert result["model"] == "drn" and result["scale"] == 2 and not result["self_ensemble"]
     assert [i["name"] for i in result["images"]] == ["baby", "bird", "butterfly", "head", "woman"]
-    direct = evaluate_model(model, SHARED / "Set5", 2, tile=None)
+    direct = evaluate_model(model, SET5, 2, tile=None)
     assert result["psnr"] == pytest.approx(direct.psnr, abs=1e-3)
 
 
 def test_evaluate_refuses_a_checkpoint_of_another_scale(checkpoint, capsys):
-    args = ["evaluate", "--model", str(checkpoint), "--hr", str(SHARED / "Set5"), "--scale", "4"]
+    args = ["evaluate", "--model", str(checkpoint), "--hr", str(SET5), "--scale", "4"]
     assert main(args) == 2
     assert "is a x2 model" in capsys.readouterr().err
 
 
 def test_upscale_handles_rgb_gray_and_alpha(checkpoint, tmp_path, model):
-    rgb = read_image(SHARED / "Set5/bird.png")[:40, :50]
+    rgb = read_image(SET5 / "bird.png")[:40, :50]
     images = {
         "rgb.png": Image.fromarray(rgb),
         "gray.jpg": Image.fromarray(rgb[:, :, 1]),
@@ -176,7 +176,7 @@ def test_upscale_handles_rgb_gray_and_alpha(checkpoint, tmp_path, model):
 
 
 def test_upscale_to_a_single_named_file(checkpoint, tmp_path):
-    Image.fromarray(read_image(SHARED / "Set5/head.png")[:30, :30]).save(tmp_path / "in.bmp")
+    Image.fromarray(read_image(SET5 / "head.png")[:30, :30]).save(tmp_path / "in.bmp")
     target = tmp_path / "big.png"
     args = ["upscale", str(tmp_path / "in.bmp"), "--weights", str(checkpoint)]
     assert main([*args, "--scale", "2", "-o", str(target), "--self-ensemble"]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SET5, SET14_SAMPLES
 from scipy.signal import correlate2d
 from skimage.metrics import structural_similarity
 
@@ -80,13 +80,13 @@ def test_ssim_equals_matlab_ssim_index_on_random_images(shape):
 
 
 def test_ssim_equals_matlab_ssim_index_on_a_real_image():
-    hr, sr = bicubic_pair(read_image(SHARED / "Set5/butterfly.png"), 4)
+    hr, sr = bicubic_pair(read_image(SET5 / "butterfly.png"), 4)
     a, b = shave(luma(hr), 4), shave(luma(sr), 4)
     assert ssim(a, b) == pytest.approx(ssim_index_by_the_book(a, b), abs=1e-12)
 
 
 def test_ssim_equals_skimage_with_the_equivalent_settings():
-    hr, sr = bicubic_pair(read_image(SHARED / "Set14/baboon.png"), 3)
+    hr, sr = bicubic_pair(read_image(SET14_SAMPLES / "baboon.png"), 3)
     a, b = shave(luma(hr), 3), shave(luma(sr), 3)
     expected = structural_similarity(
         a, b, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False

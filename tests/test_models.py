@@ -228,6 +228,7 @@ def test_bf16_autocast_runs_and_stays_close():
     assert (out - expected).abs().max() < 0.05
 
 
+@pytest.mark.slow
 def test_torch_compile_gives_the_same_output_and_gradients():
     model = build_model("drn", 3, **SMALL)
     compiled = torch.compile(model)

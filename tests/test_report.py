@@ -11,7 +11,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SET5
 from PIL import Image
 from pipeline import BIN, run
 
@@ -134,7 +134,7 @@ def test_verdicts(deltas, verdict):
 def test_a_real_result_fills_its_cell_beside_the_papers(demo_workspace, tmp_path):
     workspace = tmp_path / "demo"
     shutil.copytree(demo_workspace, workspace, symlinks=True)
-    shutil.copytree(SHARED / "Set5", workspace / "data/Set5")
+    shutil.copytree(SET5, workspace / "data/Set5")
     run(workspace, BIN / "drn", "evaluate", "--model", "bicubic", "--hr", "data/Set5",
         "--scale", "2", "--json", "results/eval/bicubic/x2/Set5.json")  # fmt: skip
     run(workspace, BIN / "drn", "report")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REFS, SET5_NAMES, SHARED
+from conftest import REFS, SET5, SET5_NAMES
 
 from drn.cli import main
 from drn.data import image_key, pair_images
@@ -47,7 +47,7 @@ def test_rcan_set5_outputs_give_the_published_means(tmp_path, scale):
 def test_uncropped_hr_is_cropped_to_the_sr_size(tmp_path):
     # Set5 HR straight from the set (baby is 512x512; RCAN's x3 output is 510x510).
     cropped = score(tmp_path, "--sr", RCAN / "SR_RCAN/x3", "--hr", RCAN / "HR/x3", "--scale", 3)
-    uncropped = score(tmp_path, "--sr", RCAN / "SR_RCAN/x3", "--hr", SHARED / "Set5", "--scale", 3)
+    uncropped = score(tmp_path, "--sr", RCAN / "SR_RCAN/x3", "--hr", SET5, "--scale", 3)
     assert uncropped["images"] == cropped["images"]
 
 

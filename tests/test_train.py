@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SHARED
+from conftest import REPO, SET5, T91
 
 from drn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from drn.config import apply_overrides, load_params
@@ -31,8 +31,8 @@ def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     (folder / "t91").mkdir()
     for i in range(1, 13):
-        shutil.copy(SHARED / f"T91/t{i}.png", folder / "t91")
-    shutil.copytree(SHARED / "Set5", folder / "Set5")
+        shutil.copy(T91 / f"t{i}.png", folder / "t91")
+    shutil.copytree(SET5, folder / "Set5")
     return folder
 
 
@@ -65,6 +65,7 @@ def test_the_recipe_defaults_are_the_papers():
     assert drn.lr.endswith("data/DIV2K_train_LR_x2") and drn.init_from is None
 
 
+@pytest.mark.slow
 def test_a_small_drn_beats_bicubic_on_set5_after_a_few_hundred_iterations(data, tmp_path):
     overrides = tiny_overrides(data, tmp_path, 150, [
         "train.batch=16", "train.patch=32", "train.optimizer.lr=1e-3",
@@ -72,8 +73,8 @@ def test_a_small_drn_beats_bicubic_on_set5_after_a_few_hundred_iterations(data, 
     ])  # fmt: skip
     assert train(settings(overrides), tmp_path / "run", "cpu", report=False, track=False) == 0
     model, _ = model_from_checkpoint(tmp_path / "run/model.pt")
-    ours = evaluate_model(model, SHARED / "Set5", 2, tile=None).psnr
-    assert ours > evaluate_bicubic(SHARED / "Set5", 2).psnr + 0.3
+    ours = evaluate_model(model, SET5, 2, tile=None).psnr
+    assert ours > evaluate_bicubic(SET5, 2).psnr + 0.3
 
 
 def run_drn(args, **kwargs):
@@ -87,6 +88,7 @@ def train_args(overrides, run_dir):
             "--device", "cpu", "--no-track", *sets]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_sigterm_checkpoints_and_the_resumed_run_ends_with_identical_weights(data, tmp_path):
     overrides = tiny_overrides(data, tmp_path, 60, ["train.deterministic=true", "train.workers=2"])
     straight = run_drn(train_args(overrides, tmp_path / "straight"))
@@ -136,6 +138,7 @@ def test_resuming_with_other_settings_is_refused(data, tmp_path):
         train(changed, tmp_path / "run", "cpu", report=False, track=False)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process(data, tmp_path):
     overrides = tiny_overrides(data, tmp_path, 12)
     single = run_drn(train_args(overrides, tmp_path / "single"))
@@ -154,6 +157,7 @@ def test_two_process_ddp_equals_one_process(data, tmp_path):
     assert settings_json["batch"] == 8
 
 
+@pytest.mark.slow
 def test_mlflow_records_params_metrics_tags_artifacts_and_the_model(data, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient

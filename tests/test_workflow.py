@@ -14,6 +14,8 @@ from conftest import REPO
 from pipeline import BIN, project, run, small_demo
 from slurm_cluster import SlurmCluster, missing
 
+pytestmark = pytest.mark.slow  # Snakemake and DVC runs
+
 PAPER_JOBS = {
     "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 6,
     "train_distillation_ablation": 2, "train_loss_ablation": 2, "evaluate": 30,
@@ -31,8 +33,9 @@ def dry_run(cwd):
     for line in out.splitlines():
         if line.startswith("    output: "):
             outputs = sorted(line.removeprefix("    output: ").split(", "))
-        elif line.startswith("Shell command: drn "):
-            command = line.removeprefix("Shell command: ").split(" > ")[0]  # no log redirection
+        elif line.startswith(("Shell command: drn ", "Shell command: exec drn ")):
+            command = line.removeprefix("Shell command: ").removeprefix("exec ")
+            command = command.split(" > ")[0]  # no log redirection
             jobs.append((command, outputs))
     return counts, sorted(jobs)
 
