@@ -10,6 +10,12 @@ numbers, strings, lists, dicts; never pickled objects)::
 
 The digest makes a modified file an error instead of silently different weights: PyTorch's own
 reader does not check the bytes of tensor data.
+
+Writes are all or nothing: the bytes go to a temporary file beside the target (flushed to the
+disk) that is renamed onto it only when complete. A process killed mid-write (``kill -9``, a
+node failure) leaves the previous file as it was, plus the temporary file, which the next write of
+the same checkpoint deletes; a full disk or quota is an error naming the file, the previous file
+again intact.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import torch
 from torch import nn
 
 from drn.data import atomic_write
-from drn.errors import DataError
+from drn.errors import DataError, DrnError
 from drn.models import build_model
 
 FORMAT = "drn-repro-checkpoint"
@@ -49,7 +55,8 @@ def model_record(model: nn.Module) -> dict[str, Any]:
 def save_checkpoint(
     path: str | os.PathLike, model: nn.Module, training: dict[str, Any] | None = None
 ) -> None:
-    """Write a checkpoint atomically: a crash mid-write leaves the previous file intact."""
+    """Write a checkpoint atomically: a crash mid-write leaves the previous file intact, and a
+    failed write (a full disk) is a DrnError naming the file."""
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -60,8 +67,67 @@ def save_checkpoint(
     }
     if training is not None:
         payload["training"] = training
-    with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+    path = Path(path)
+    remove_stale_temporaries(path)  # a killed writer's leftovers: make room before writing
+    sink = None
+    try:
+        with atomic_write(path) as tmp, open(tmp, "wb") as file:
+            sink = _Sink(file)
+            torch.save(payload, sink)
+            file.flush()
+            os.fsync(file.fileno())  # on the disk before the rename; late quota errors (NFS)
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, RuntimeError):  # torch's writer reports a failed write its way
+            if sink is None or sink.error is None:
+                raise
+            error = sink.error
+        kept = f"the previous {path.name} is unchanged" if path.is_file() else "nothing written"
+        raise DrnError(
+            f"{path}: could not write the checkpoint: {error.strerror or error} ({kept})"
+        ) from None
+
+
+class _Sink:
+    """A file for torch.save that remembers a failed write: torch reports a full disk as
+    "unexpected pos ..." (or not at all), the OSError says what happened."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writers of ``path`` killed mid-write left beside it
+    (``atomic_write``'s ``.<stem>.<8 random characters><suffix>``); returns them.
+
+    A checkpoint has one writer (rank 0 of its run), so any such file is a dead writer's.
+    """
+    path = Path(path)
+    prefix, suffix = f".{path.stem}.", path.suffix
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.iterdir():
+        name = candidate.name
+        random_part = name[len(prefix) : len(name) - len(suffix)]
+        if (
+            name.startswith(prefix)
+            and name.endswith(suffix)
+            and len(random_part) == 8
+            and candidate.is_file()
+        ):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

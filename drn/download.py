@@ -1,7 +1,8 @@
 """Getting the data: resumable, verified downloads; safe extraction; local copies; sample images.
 
-``fetch_source(name, spec, ...)`` fills ``{data}/{name}/`` from one entry of params.yaml's
-``sources``, all or nothing (it is built beside and renamed into place):
+``fetch(name, params)`` fills ``{data}/{name}/`` from one entry of params.yaml's ``sources``,
+all or nothing (it is built beside and renamed into place; a fetch killed mid-way leaves the
+previous folder, or none, and its staging folder is deleted by the next fetch of that source):
 
 * ``url``: streamed to ``{data}/downloads/`` with a progress bar; an interrupted download resumes
   with an HTTP Range request; the file is checked against ``sha256`` when params.yaml gives one,
@@ -17,6 +18,7 @@ the standard library's ``data`` filter, zip archives by checking every member fi
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import http.client
 import json
@@ -228,20 +230,34 @@ def fetch(name: str, params: dict[str, Any]) -> Path:
         raise UsageError(f"unknown source {name!r}; choose from {choices}")
     target = data_root / name
     data_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=data_root))
-    try:
-        if name in downscaled:
-            spec = downscaled[name]
-            _downscale(data_root / spec["of"], spec["scale"], staging)
-            content = staging
-        else:
-            content = _source(name, sources[name], data_root, staging, params)
-        if target.exists():
-            shutil.rmtree(target)
-        content.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    locks = data_root / "downloads"  # beside the downloads' own lock files
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f".{name}.fetch.flock", "w") as guard:  # one fetch of a source at a time
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        _remove_stale_staging(data_root, name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=data_root))
+        try:
+            if name in downscaled:
+                spec = downscaled[name]
+                _downscale(data_root / spec["of"], spec["scale"], staging)
+                content = staging
+            else:
+                content = _source(name, sources[name], data_root, staging, params)
+            if target.exists():
+                shutil.rmtree(target)
+            content.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _remove_stale_staging(data_root: Path, name: str) -> None:
+    """Delete the staging folders (``.{name}.<8 random characters>``) of fetches of ``name`` that
+    were killed (``kill -9``, a node failure); with the source's lock held, none is alive."""
+    prefix = f".{name}."
+    for folder in data_root.glob(f"{glob.escape(prefix)}*"):
+        if len(folder.name) == len(prefix) + 8 and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _source(name: str, spec: dict[str, Any], data_root: Path, staging: Path, params: dict) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,7 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, run_name: str, run_id: str | None = None):
         import mlflow
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self._mlflow = mlflow
@@ -90,19 +92,40 @@ class Tracker:
         with _store_lock(self.uri):  # parallel jobs must not both create (migrate) a sqlite store
             mlflow.set_tracking_uri(self.uri)
             self.client = MlflowClient(self.uri)
-            self.client.search_experiments(max_results=1)  # opens (and creates) the store
+            try:
+                self.client.search_experiments(max_results=1)  # opens (and creates) the store
+            except MlflowException as error:  # a server that is down, after MLflow's retries
+                text = " ".join(str(error).split())
+                errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)  # e.g. Connection refused
+                reason = errno.group(0) if errno else text[:200]
+                raise DataError(
+                    f"MLflow tracking store {self.uri} cannot be reached ({reason}); start it, "
+                    "set tracking.uri (or MLFLOW_TRACKING_URI) to another store, or train "
+                    "with --no-track"
+                ) from None
             if run_id is None:
-                found = self.client.get_experiment_by_name(experiment)
-                if found is None:
-                    experiment_id = self.client.create_experiment(
-                        experiment, artifact_location=_artifacts_beside(self.uri)
-                    )
-                else:
-                    experiment_id = found.experiment_id
+                experiment_id = self._experiment_id(experiment)
                 run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
             else:
                 self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
+
+    def _experiment_id(self, name: str) -> str:
+        """The experiment's ID, creating it if needed. Jobs that start together against one
+        server can both find it missing; the one that loses the race to create it reads it."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(
+                name, artifact_location=_artifacts_beside(self.uri)
+            )
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        return self.client.get_experiment_by_name(name).experiment_id
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
