@@ -34,19 +34,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, SET5, T91
 
 from drn.checkpoint import load_checkpoint, save_checkpoint
 from drn.data import read_image
 from drn.evaluate import evaluate_model
 from drn.models import build_model
 
-try:
-    from conftest import SET5, T91
-except ImportError:  # a checkout whose test images are still only in ../shared/data
-    from conftest import SHARED
-
-    SET5, T91 = SHARED / "Set5", SHARED / "T91"
+pytestmark = pytest.mark.slow  # a dozen trainings, a server, real kills
 
 BIN = Path(sys.executable).parent
 TINY = {"channels": 8, "block_channels": 8, "distill": 2, "blocks": 1, "groups": 1}
