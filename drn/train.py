@@ -2,10 +2,11 @@
 
 ``train(settings, run_dir)`` trains one model at one scale. Its run directory holds
 ``checkpoints/last.pt`` (every ``checkpoint_every`` iterations and on SIGTERM/SIGUSR1),
-``checkpoints/best.pt`` (best validation PSNR), ``settings.json`` and, once finished,
-``model.pt`` (the final weights). Calling it again on the same directory resumes: model,
-optimizer, scheduler, step, RNG states and (by construction, see :mod:`drn.dataset`) the data
-order, so an interrupted and resumed run ends with the weights of an uninterrupted one.
+``checkpoints/best.pt`` (best validation PSNR), ``settings.json``, ``train.log`` (what every
+attempt printed, appended) and, once finished, ``model.pt`` (the final weights). Calling it
+again on the same directory resumes: model, optimizer, scheduler, step, RNG states and (by
+construction, see :mod:`drn.dataset`) the data order, so an interrupted and resumed run ends
+with the weights of an uninterrupted one.
 
 Recipe (params.yaml ``train``): Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs, L1 loss
 (L2 selectable), batch 16 of 48x48 LR patches, where an epoch is 1000 iterations as in
@@ -280,10 +281,13 @@ def validate(
 
 
 class _Reporter:
-    """A progress bar on a terminal; plain periodic lines in batch jobs."""
+    """A progress bar on a terminal; plain periodic lines in batch jobs. The lines also go to
+    ``history`` (appended: the log of every attempt of a run, which a scheduler's own log of a
+    job does not keep, e.g. Snakemake deletes a job's log when it starts the job again)."""
 
-    def __init__(self, total: int, start: int, enabled: bool):
+    def __init__(self, total: int, start: int, enabled: bool, history: Path | None = None):
         self.enabled, self.total = enabled, total
+        self.history = history.open("a") if history is not None else None
         self.bar = None
         if enabled and sys.stderr.isatty():
             from rich.progress import (
@@ -303,28 +307,34 @@ class _Reporter:
             self.bar.start()
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
-        if not self.enabled:
-            return
+        left = (self.total - step) / max(metrics["it_per_s"], 1e-9)
+        fields = " ".join(f"{k} {v:.5g}" for k, v in metrics.items())
+        line = f"step {step}/{self.total} {fields} eta {left / 60:.1f} min"
+        self._record(line)
         if self.bar is not None:
             self.bar.update(
                 self.task, completed=step, rate=metrics["it_per_s"], loss=metrics["loss"]
             )
-            return
-        left = (self.total - step) / max(metrics["it_per_s"], 1e-9)
-        fields = " ".join(f"{k} {v:.5g}" for k, v in metrics.items())
-        print(f"step {step}/{self.total} {fields} eta {left / 60:.1f} min", flush=True)
+        elif self.enabled:
+            print(line, flush=True)
 
     def say(self, text: str) -> None:
-        if not self.enabled:
-            return
+        self._record(text)
         if self.bar is not None:
             self.bar.console.print(text)
-        else:
+        elif self.enabled:
             print(text, flush=True)
+
+    def _record(self, line: str) -> None:
+        if self.history is not None:
+            self.history.write(line + "\n")
+            self.history.flush()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+        if self.history is not None:
+            self.history.close()
 
 
 def _changed_settings(saved: dict[str, Any], current: TrainSettings) -> list[str]:
@@ -441,9 +451,17 @@ def train(
             if torch.is_tensor(value) and key != "step":
                 state[key] = value.to(device)
 
-    reporter = _Reporter(settings.iterations, step, report and cluster.main)
     if cluster.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    train_log = run_dir / "train.log" if cluster.main else None
+    reporter = _Reporter(settings.iterations, step, report and cluster.main, train_log)
+    job = os.environ.get("SLURM_JOB_ID")  # one header per start: the history shows each one
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    where = f"{platform.node()}, Slurm job {job}" if job else platform.node()
+    reporter.say(f"== {run_dir}: started {started} on {where} ==")
+    if payload is not None:
+        reporter.say(f"resumed from step {step} (of {settings.iterations})")
+    if cluster.main:
         (run_dir / "settings.json").write_text(json.dumps(settings.to_json(), indent=2) + "\n")
         pairs, data_version = build_cache(
             settings.hr, settings.lr, settings.scale, settings.cache, settings.patch
@@ -569,12 +587,14 @@ def train(
                 save_checkpoint(run_dir / "model.pt", raw_model)
                 _log_results(tracker, raw_model, run_dir, validation, settings, device)
         reporter.say(
-            f"stopped by signal at step {step}; run again to resume"
+            f"stopped by signal {signal.Signals(exit_code - 128).name} at step {step}; "
+            "run again to resume"
             if exit_code
             else f"finished {step} iterations; weights in {run_dir / 'model.pt'}"
         )
-    except BaseException:
+    except BaseException as error:
         status = "FAILED"
+        reporter._record(f"failed at step {step}: {type(error).__name__}: {error}")
         raise
     finally:
         batches = None  # shuts the loader's workers down (they ignore SIGTERM; see drn.dataset)

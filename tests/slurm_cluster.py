@@ -105,3 +105,21 @@ class SlurmCluster:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         time.sleep(1)
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, **options):
+    """The environment of a started cluster, stopped afterwards; skips the test where no
+    cluster can run here, and fails it on CI, which must run it."""
+    import pytest
+
+    reason = missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Slurm tests: {reason}")
+        pytest.skip(reason)
+    cluster = SlurmCluster(root, **options)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -59,10 +59,15 @@ def gpu_job(kind):
     """Scheduler resources of a GPU job from params.yaml (gpu: 0 makes it a CPU job)."""
     spec = config["resources"][kind]
     if spec["gpu"] == 0:
-        return {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "cpus_per_task": spec["cpus_per_gpu"]}
-    resources = {key: spec[key] for key in ("gpu", "cpus_per_gpu", "mem_mb", "runtime")}
-    if spec.get("gpu_model"):
-        resources["gpu_model"] = spec["gpu_model"]
+        resources = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "cpus_per_task": spec["cpus_per_gpu"]}
+    else:
+        resources = {key: spec[key] for key in ("gpu", "cpus_per_gpu", "mem_mb", "runtime")}
+        if spec.get("gpu_model"):
+            resources["gpu_model"] = spec["gpu_model"]
+    if spec.get("stop_before_limit"):
+        # Slurm sends SIGTERM to the job's step (snakemake, drn; not the batch shell, whose
+        # death would end the job) that long before the time limit: drn checkpoints and exits.
+        resources["slurm_extra"] = f"--signal=TERM@{spec['stop_before_limit']}"
     return resources
 
 

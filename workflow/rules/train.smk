@@ -1,6 +1,12 @@
 """Training: the paper's models at every scale, and the ablation runs. A job stopped by the
 scheduler resumes from its checkpoint when retried; a run of changed settings starts afresh
-(the old run directory is set aside, never deleted)."""
+(the old run directory is set aside, never deleted).
+
+A job's log holds its latest attempt (Snakemake deletes it when it starts a job again); the run
+directory's train.log keeps what every attempt printed ("== ... started ... ==", "resumed from
+step N (of M)", progress, "stopped by signal ..."). `exec`: drn replaces the shell, which would
+otherwise die of the SIGTERM Slurm sends the job before its time limit, and the job step would
+take drn down with it before its checkpoint is written."""
 
 
 rule train:
@@ -19,7 +25,7 @@ rule train:
     conda:
         ENV
     shell:
-        "drn train --model {wildcards.model} --scale {wildcards.scale} "
+        "exec drn train --model {wildcards.model} --scale {wildcards.scale} "
         f"--gpus {gpus('train')} --if-changed restart > {{log}} 2>&1"
 
 
@@ -39,7 +45,7 @@ rule train_distillation_ablation:
     conda:
         ENV
     shell:
-        "drn train --model {wildcards.ablated} --scale {wildcards.scale} "
+        "exec drn train --model {wildcards.ablated} --scale {wildcards.scale} "
         f"--epochs {DISTILLATION['epochs']} "
         f"--run-dir {RUNS}/ablations/distillation/{{wildcards.ablated}}_x{{wildcards.scale}} "
         f"--gpus {gpus('train')} --if-changed restart > {{log}} 2>&1"
@@ -61,7 +67,7 @@ rule train_loss_ablation:
     conda:
         ENV
     shell:
-        f"drn train --model {LOSS['model']} --scale {{wildcards.scale}} "
+        f"exec drn train --model {LOSS['model']} --scale {{wildcards.scale}} "
         f"--epochs {LOSS['epochs']} --loss {{wildcards.loss}} "
         f"--run-dir {RUNS}/ablations/loss/{{wildcards.loss}}_x{{wildcards.scale}} "
         f"--gpus {gpus('train')} --if-changed restart > {{log}} 2>&1"
