@@ -67,14 +67,29 @@ def test_the_recipe_defaults_are_the_papers():
 
 @pytest.mark.slow
 def test_a_small_drn_beats_bicubic_on_set5_after_a_few_hundred_iterations(data, tmp_path):
-    overrides = tiny_overrides(data, tmp_path, 150, [
-        "train.batch=16", "train.patch=32", "train.optimizer.lr=1e-3",
+    """250 iterations at lr 5e-4 beat bicubic by half a dB, whatever the CPU's kernels.
+
+    Margins over bicubic (Set5 x2 PSNR), measured on an AMD EPYC with AVX-512, 2026-12-01:
+
+    | kernels | 1 thread | 2 threads |
+    |---|---|---|
+    | native (AVX-512) | +1.043 | +1.031 |
+    | ATEN_CPU_CAPABILITY=default | +1.009 | +1.027 |
+    | ATEN_CPU_CAPABILITY=avx2 | +1.043 | +1.031 |
+    | DNNL_MAX_CPU_ISA=AVX2 | +1.010 | +1.015 |
+
+    The earlier 150 iterations at lr 1e-3 were chaotic: on an Intel Xeon the native kernels gave
+    -0.82 dB, ATEN_CPU_CAPABILITY=default -0.17 and DNNL_MAX_CPU_ISA=AVX2 above +0.3 (issue 10);
+    here +0.93. At the lower rate the spread is 0.03 dB, so a 0.5 dB margin holds with room.
+    """
+    overrides = tiny_overrides(data, tmp_path, 250, [
+        "train.batch=16", "train.patch=32", "train.optimizer.lr=5e-4",
         "models.drn={channels: 32, block_channels: 32, blocks: 3, groups: 2}",
     ])  # fmt: skip
     assert train(settings(overrides), tmp_path / "run", "cpu", report=False, track=False) == 0
     model, _ = model_from_checkpoint(tmp_path / "run/model.pt")
     ours = evaluate_model(model, SET5, 2, tile=None).psnr
-    assert ours > evaluate_bicubic(SET5, 2).psnr + 0.3
+    assert ours > evaluate_bicubic(SET5, 2).psnr + 0.5
 
 
 def run_drn(args, **kwargs):
