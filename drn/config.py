@@ -89,12 +89,10 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for name in params["evaluation"]["ensemble_models"]:
         if name not in params["evaluation"]["models"]:
             yield "evaluation.ensemble_models", f"{name} is not one of evaluation.models"
-    job = params["resources"]["train"]
-    if job["stop_before_limit"] >= 60 * job["runtime"]:
-        yield "resources.train.stop_before_limit", (
-            f"{job['stop_before_limit']} s leaves no time to train in a time limit (runtime) "
-            f"of {job['runtime']} min"
-        )
+    lead, runtime = (params["resources"]["train"][k] for k in ("stop_before_limit", "runtime"))
+    if lead >= 60 * runtime:
+        problem = f"{lead} s leaves no time to train in a time limit (runtime) of {runtime} min"
+        yield "resources.train.stop_before_limit", problem
 
 
 def source_path(params: dict[str, Any], name: str) -> Path:
