@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from drn import __version__
+from drn import __version__, threads
 from drn.data import IMAGE_SUFFIXES
 from drn.errors import DrnError, UsageError
 from drn.evaluate import SetScore, evaluate_bicubic, score_folders, write_json
@@ -432,6 +432,7 @@ def _number(value: float | None, digits: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        threads.configure()  # the job's CPUs: torch and BLAS threads, images at a time
         return args.run(args) or 0
     except DrnError as error:
         stderr.print(f"drn: error: {error}", markup=False, soft_wrap=True)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,16 +29,31 @@ from drn.data import atomic_write, list_images, modcrop, pair_images, read_image
 from drn.errors import DataError
 from drn.imresize import imresize
 from drn.metrics import luma, psnr, shave, ssim
+from drn.threads import image_workers
 
 if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+R = TypeVar("R")
 Progress = Callable[[Iterable[T], int, str], Iterator[T]]
 
 
 def _no_progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     return iter(items)
+
+
+def _in_order(function: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``map(function, items)``, computed ``workers`` items at a time in threads (numpy's
+    products and ufuncs release the GIL); results, and the first error, come in item order."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(function, items)
+        return
+    pool = ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="drn-image")
+    try:
+        yield from pool.map(function, items)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -145,15 +161,21 @@ def score_folders(
     shave_border: int | None = None,
     rgb: bool = False,
     progress: Progress = _no_progress,
+    workers: int | None = None,
 ) -> SetScore:
-    """Score every SR image of ``sr_dir`` against its HR image in ``hr_dir`` (matched by name)."""
+    """Score every SR image of ``sr_dir`` against its HR image in ``hr_dir`` (matched by name),
+    ``workers`` images at a time (default: :func:`drn.threads.image_workers`)."""
     border = scale if shave_border is None else shave_border
     pairs = pair_images(list_images(sr_dir, "--sr"), list_images(hr_dir, "--hr"))
-    scores = []
-    for name, sr_path, hr_path in progress(pairs, len(pairs), f"scoring x{scale}"):
+
+    def score_pair(pair: tuple[str, Path, Path]) -> ImageScore:
+        name, sr_path, hr_path = pair
         sr, hr = _align(read_image(sr_path), read_image(hr_path), scale, sr_path, hr_path)
-        scores.append(ImageScore(name, *_score_or_raise(sr, hr, border, rgb, sr_path)))
-    return SetScore(scale, border, tuple(scores), dataset=Path(hr_dir).name)
+        return ImageScore(name, *_score_or_raise(sr, hr, border, rgb, sr_path))
+
+    scored = _in_order(score_pair, pairs, image_workers() if workers is None else workers)
+    scores = tuple(progress(scored, len(pairs), f"scoring x{scale}"))
+    return SetScore(scale, border, scores, dataset=Path(hr_dir).name)
 
 
 def _score_or_raise(
@@ -181,13 +203,15 @@ def _score_super_resolution(
     save_sr: str | os.PathLike | None,
     progress: Progress,
     label: str,
+    workers: int = 1,
 ) -> tuple[int, tuple[ImageScore, ...]]:
     """The standard protocol for every image of ``hr_dir``: HR cropped to a multiple of the
-    scale, LR = imresize(HR, 1/s) on uint8, SR = ``super_resolve_lr(LR)`` as uint8, scored."""
+    scale, LR = imresize(HR, 1/s) on uint8, SR = ``super_resolve_lr(LR)`` as uint8, scored;
+    ``workers`` images at a time."""
     border = scale if shave_border is None else shave_border
     paths = list_images(hr_dir, "--hr")
-    scores = []
-    for path in progress(paths, len(paths), f"{label} x{scale}"):
+
+    def score_path(path: Path) -> ImageScore:
         hr = read_image(path)
         if min(hr.shape[:2]) < scale:
             raise DataError(
@@ -197,8 +221,10 @@ def _score_super_resolution(
         sr = super_resolve_lr(imresize(hr, 1 / scale))
         if save_sr is not None:
             write_image(Path(save_sr) / f"{path.stem}.png", sr)
-        scores.append(ImageScore(path.stem, *_score_or_raise(sr, hr, border, rgb, path)))
-    return border, tuple(scores)
+        return ImageScore(path.stem, *_score_or_raise(sr, hr, border, rgb, path))
+
+    scored = _in_order(score_path, paths, workers)
+    return border, tuple(progress(scored, len(paths), f"{label} x{scale}"))
 
 
 def evaluate_bicubic(
@@ -208,11 +234,13 @@ def evaluate_bicubic(
     rgb: bool = False,
     save_sr: str | os.PathLike | None = None,
     progress: Progress = _no_progress,
+    workers: int | None = None,
 ) -> SetScore:
-    """Score bicubic SR of every image of ``hr_dir``; optionally save the SR images as PNG."""
+    """Score bicubic SR of every image of ``hr_dir``, ``workers`` images at a time (default:
+    :func:`drn.threads.image_workers`); optionally save the SR images as PNG."""
     border, scores = _score_super_resolution(
         hr_dir, scale, lambda lr: imresize(lr, scale), shave_border, rgb, save_sr, progress,
-        "bicubic",
+        "bicubic", image_workers() if workers is None else workers,
     )  # fmt: skip
     return SetScore(scale, border, scores, dataset=Path(hr_dir).name, model="bicubic")
 

@@ -76,6 +76,16 @@ def cpu_job(kind):
     return {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "cpus_per_task": spec["cpus"]}
 
 
+def job_threads(kind):
+    """A job's `threads`: the CPUs its resources ask for (cpus, or cpus_per_gpu per GPU, as the
+    Slurm plugin's --cpus-per-task / --cpus-per-gpu). Snakemake exports them to the job as
+    OMP_NUM_THREADS (capped at --cores), which drn.threads reads."""
+    spec = config["resources"][kind]
+    if "cpus" in spec:
+        return spec["cpus"]
+    return spec["cpus_per_gpu"] * max(1, spec["gpu"])
+
+
 def gpus(kind):
     return config["resources"][kind]["gpu"]
 

@@ -6,6 +6,7 @@ rule fetch:
         directory(f"{DATA}/{{source}}"),
     params:
         spec=lambda w: config["sources"][w.source],
+    threads: job_threads("fetch")
     resources:
         **cpu_job("fetch"),
     log:
@@ -23,6 +24,7 @@ rule downscale:
         directory(f"{DATA}/{{derived}}"),
     params:
         spec=lambda w: DOWNSCALED[w.derived],
+    threads: job_threads("fetch")
     resources:
         **cpu_job("fetch"),
     log:
@@ -45,6 +47,7 @@ rule prepare:
         directory(f"{CACHE}/x{{scale}}"),
     params:
         patch=config["train"]["patch"],
+    threads: job_threads("prepare")
     resources:
         **cpu_job("prepare"),
     log:

@@ -7,6 +7,7 @@ rule evaluate_bicubic:
         hr=lambda w: source_dir(w.dataset),
     output:
         eval_json("bicubic"),
+    threads: job_threads("fetch")
     resources:
         **cpu_job("fetch"),
     log:
@@ -24,6 +25,7 @@ rule evaluate:
         hr=lambda w: source_dir(w.dataset),
     output:
         eval_json("{model}"),
+    threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:
@@ -41,6 +43,7 @@ rule evaluate_ensemble:
         hr=lambda w: source_dir(w.dataset),
     output:
         eval_json("{model}-ensemble"),
+    threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:
@@ -58,6 +61,7 @@ rule evaluate_distillation_ablation:
         hr=lambda w: source_dir(w.dataset),
     output:
         eval_json("table2-{ablated}"),
+    threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:
@@ -75,6 +79,7 @@ rule evaluate_loss_ablation:
         hr=lambda w: source_dir(w.dataset),
     output:
         eval_json("loss-{loss}"),
+    threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:
@@ -91,6 +96,7 @@ rule summary:
         all_evaluations(),
     output:
         SUMMARY,
+    threads: job_threads("fetch")
     resources:
         **cpu_job("fetch"),
     log:
@@ -110,6 +116,7 @@ rule report:
         REPORT,
     params:
         report=config["report"],
+    threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:

@@ -18,6 +18,7 @@ rule train:
         val_curve=f"{RUNS}/{{model}}_x{{scale}}/val_curve.csv",
     params:
         settings=lambda w: settings_of(w.model, w.scale),
+    threads: job_threads("train")
     resources:
         **gpu_job("train"),
     log:
@@ -38,6 +39,7 @@ rule train_distillation_ablation:
         val_curve=f"{RUNS}/ablations/distillation/{{ablated}}_x{{scale}}/val_curve.csv",
     params:
         settings=lambda w: settings_of(w.ablated, w.scale, DISTILLATION["epochs"]),
+    threads: job_threads("train")
     resources:
         **gpu_job("train"),
     log:
@@ -60,6 +62,7 @@ rule train_loss_ablation:
         val_curve=f"{RUNS}/ablations/loss/{{loss}}_x{{scale}}/val_curve.csv",
     params:
         settings=lambda w: settings_of(LOSS["model"], w.scale, LOSS["epochs"], w.loss),
+    threads: job_threads("train")
     resources:
         **gpu_job("train"),
     log:
