@@ -11,6 +11,7 @@ and finds none is skipped with the reason in pytest's summary, or fails where
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "demo_workspace" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A data folder for small trainings: sources t91 (12 T91 images) and Set5 (validation)."""
+    folder = tmp_path_factory.mktemp("data")
+    shutil.copytree(T91, folder / "t91")
+    shutil.copytree(SET5, folder / "Set5")
+    return folder
 
 
 @pytest.fixture(scope="session")

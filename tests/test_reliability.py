@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +33,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, SET5, T91
+from conftest import REPO, SET5
 
 from drn.checkpoint import load_checkpoint, save_checkpoint
 from drn.data import read_image
@@ -83,16 +82,6 @@ def finish(process: subprocess.Popen) -> int:
 
 def output(log: Path) -> str:
     return log.read_text() + log.with_suffix(".err").read_text()
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """A data folder with the training source t91 (12 T91 images)."""
-    folder = tmp_path_factory.mktemp("data")
-    (folder / "t91").mkdir()
-    for i in range(1, 13):
-        shutil.copy(T91 / f"t{i}.png", folder / "t91")
-    return folder
 
 
 def training_params(data, folder, iterations, model=TINY, tracking=None, **train):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SET5, T91
+from conftest import REPO, SET5
 
 from drn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from drn.config import apply_overrides, load_params
@@ -23,17 +23,6 @@ from drn.train import settings_from_params, train
 
 BIN = Path(sys.executable).parent
 TINY = "{channels: 16, block_channels: 16, distill: 4, blocks: 2, groups: 1}"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """A data folder with two sources: t91 (12 T91 images) and Set5 (for validation)."""
-    folder = tmp_path_factory.mktemp("data")
-    (folder / "t91").mkdir()
-    for i in range(1, 13):
-        shutil.copy(T91 / f"t{i}.png", folder / "t91")
-    shutil.copytree(SET5, folder / "Set5")
-    return folder
 
 
 def tiny_overrides(data, tmp_path, iterations, extra=()):
