@@ -310,7 +310,7 @@ class _Reporter:
         left = (self.total - step) / max(metrics["it_per_s"], 1e-9)
         fields = " ".join(f"{k} {v:.5g}" for k, v in metrics.items())
         line = f"step {step}/{self.total} {fields} eta {left / 60:.1f} min"
-        self._record(line)
+        self.record(line)
         if self.bar is not None:
             self.bar.update(
                 self.task, completed=step, rate=metrics["it_per_s"], loss=metrics["loss"]
@@ -319,13 +319,14 @@ class _Reporter:
             print(line, flush=True)
 
     def say(self, text: str) -> None:
-        self._record(text)
+        self.record(text)
         if self.bar is not None:
             self.bar.console.print(text)
         elif self.enabled:
             print(text, flush=True)
 
-    def _record(self, line: str) -> None:
+    def record(self, line: str) -> None:
+        """Append ``line`` to the run's train.log only (not shown on the console)."""
         if self.history is not None:
             self.history.write(line + "\n")
             self.history.flush()
@@ -594,7 +595,7 @@ def train(
         )
     except BaseException as error:
         status = "FAILED"
-        reporter._record(f"failed at step {step}: {type(error).__name__}: {error}")
+        reporter.record(f"failed at step {step}: {type(error).__name__}: {error}")
         raise
     finally:
         batches = None  # shuts the loader's workers down (they ignore SIGTERM; see drn.dataset)
