@@ -154,18 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.set_defaults(run=_run_upscale)
 
     train = commands.add_parser(
-        "train", help="train (or resume) one model at one scale",
-        description="Train a model with the recipe in params.yaml. Running it again on the same "
-        "run directory resumes where it stopped (also after SIGTERM/SIGUSR1).",
+        "train", help="train (or resume) one run of the plan, or one model at one scale",
+        description="Train a run of the plan (drn plan) or a model with the recipe in "
+        "params.yaml. Running it again on the same run directory resumes where it stopped "
+        "(also after SIGTERM/SIGUSR1).",
     )  # fmt: skip
-    train.add_argument("--model", required=True, help="model variant (drn, drn_plus, drn_no_rd)")
-    train.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
+    train.add_argument("--run", dest="plan_run", metavar="NAME", help="a run of the plan (drn plan), e.g. drn_x2")
+    train.add_argument("--model", help="model variant (drn, drn_plus, drn_no_rd), with --scale")
+    train.add_argument("--scale", type=_scale, help="upscaling factor, with --model")
     _add_params_option(train)
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a setting, e.g. --set train.optimizer.lr=5e-4 (repeatable)",
     )  # fmt: skip
-    train.add_argument("--run-dir", type=Path, help="default: {paths.runs}/{model}_x{scale}")
+    train.add_argument("--run-dir", type=Path, help="default: {paths.runs}/{the run's name}")
     train.add_argument("--epochs", type=float, help="instead of train.epochs.<model>")
     train.add_argument("--loss", choices=("l1", "l2"), help="instead of train.loss")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -209,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--device", default="auto", help="for the visual comparisons")
     report.add_argument("--pdf", action="store_true", help="also print it to PDF (Chromium)")
     report.set_defaults(run=_run_report)
+
+    plan = commands.add_parser(
+        "plan", help="every training run and evaluation params.yaml asks for",
+        description="Print the experiment plan of params.yaml: the training runs (identical "
+        "ones merged) and the evaluations, with their files.",
+    )  # fmt: skip
+    _add_params_option(plan)
+    plan.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    plan.set_defaults(run=_run_plan)
 
     collect = commands.add_parser(
         "collect", help="gather every evaluation JSON into one table",
@@ -308,18 +319,63 @@ def _params(path: Path, overrides: list[str] | None = None) -> dict:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from drn.train import launch_under_torchrun, settings_from_params, train
+    from drn.plan import build_plan, run_directory, run_name
+    from drn.settings import settings_from_params
+    from drn.train import launch_under_torchrun, train
 
+    if args.plan_run is not None and (args.model or args.scale or args.epochs or args.loss):
+        raise UsageError("--run NAME: the plan gives the model, scale, epochs and loss")
+    if args.plan_run is None and not (args.model and args.scale):
+        raise UsageError("give --run NAME (a run of drn plan), or --model and --scale")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         return launch_under_torchrun(args.gpus, sys.argv[1:])
     params = _params(args.params, args.set)
-    settings = settings_from_params(params, args.model, args.scale, args.epochs, args.loss)
-    run_dir = args.run_dir or Path(params["paths"]["runs"]) / f"{args.model}_x{args.scale}"
+    if args.plan_run is not None:
+        run = build_plan(params).run(args.plan_run)
+        settings = settings_from_params(params, run.variant, run.scale, run.epochs, run.loss,
+                                        run.seed)  # fmt: skip
+        name, tags = run.name, {"role": ",".join(run.roles)}
+    else:
+        settings = settings_from_params(params, args.model, args.scale, args.epochs, args.loss)
+        name, tags = run_name(params, args.model, args.scale, args.epochs, args.loss), {}
     return train(
-        settings, run_dir, args.device, report=True,
+        settings, args.run_dir or Path(run_directory(params, name)), args.device, report=True,
         track=params["tracking"]["enabled"] and not args.no_track,
-        if_changed=args.if_changed,
+        if_changed=args.if_changed, tags=tags,
     )  # fmt: skip
+
+
+def _run_plan(args: argparse.Namespace) -> None:
+    import json
+
+    from drn.plan import build_plan
+
+    plan = build_plan(_params(args.params))
+    if args.json:
+        _say(json.dumps(plan.to_json(), indent=2))
+        return
+    runs = Table(title=f"{len(plan.runs)} training runs", title_justify="left")
+    for column in ("run", "roles", "model", "scale", "epochs", "loss", "seed", "directory"):
+        runs.add_column(column, justify="right" if column in ("scale", "epochs") else "left")
+    for run in plan.runs:
+        runs.add_row(run.name, ", ".join(run.roles), run.variant, f"x{run.scale}",
+                     f"{run.epochs:g}", run.loss, str(run.seed), run.directory)  # fmt: skip
+    stdout.print(runs)
+    evaluations = Table(title=f"{len(plan.evaluations)} evaluations", title_justify="left")
+    for column in ("label", "group", "run", "scales", "datasets", "self-ensemble"):
+        evaluations.add_column(column)
+    grouped: dict[tuple, list] = {}
+    for e in plan.evaluations:
+        grouped.setdefault((e.label, e.group, e.self_ensemble), []).append(e)
+    for (label, group, ensemble), found in grouped.items():
+        evaluations.add_row(
+            label, group, ", ".join(dict.fromkeys(e.run or "(bicubic)" for e in found)),
+            ", ".join(dict.fromkeys(f"x{e.scale}" for e in found)),
+            ", ".join(dict.fromkeys(e.dataset for e in found)), "yes" if ensemble else "",
+        )  # fmt: skip
+    stdout.print(evaluations)
+    results = Path(_params(args.params)["paths"]["results"])
+    _say(f"evaluation JSONs: {results}/eval/LABEL/xSCALE/DATASET.json")
 
 
 def _run_fetch(args: argparse.Namespace) -> None:
@@ -330,7 +386,7 @@ def _run_fetch(args: argparse.Namespace) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> None:
     from drn.dataset import build_cache
-    from drn.train import training_data
+    from drn.settings import training_data
 
     hr, lr, cache, patch = training_data(_params(args.params), args.scale)
     pairs, version = build_cache(hr, lr, args.scale, cache, patch, _progress)

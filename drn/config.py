@@ -45,7 +45,7 @@ def validate_params(params: dict[str, Any], source: str | os.PathLike = "params.
 
 
 def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    from drn.models import variants
+    from drn.models import resolve_config, variants
 
     sources = params["sources"]
     downscaled = params["downscaled"] or {}
@@ -55,18 +55,16 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for name, spec in downscaled.items():
         if spec["of"] not in known:
             yield f"downscaled.{name}.of", f"unknown source {spec['of']!r}"
-    ablations, train = params["ablations"], params["train"]
+    ablations, train = params.get("ablations") or {}, params["train"]
     wanted_sources = {
         "evaluation.datasets": params["evaluation"]["datasets"],
-        "ablations.distillation.dataset": [ablations["distillation"]["dataset"]],
-        "ablations.loss.dataset": [ablations["loss"]["dataset"]],
         "train.data.hr": [train["data"]["hr"]],
+        **{f"ablations.{name}.dataset": [spec["dataset"]] for name, spec in ablations.items()},
     }
     if train["validation"]["source"]:
         wanted_sources["train.validation.source"] = [train["validation"]["source"]]
     if train["data"]["lr_prefix"]:
-        scales = {*params["evaluation"]["scales"], ablations["distillation"]["scale"],
-                  ablations["loss"]["scale"]}  # fmt: skip
+        scales = {*params["evaluation"]["scales"], *(a["scale"] for a in ablations.values())}
         prefix = train["data"]["lr_prefix"]
         wanted_sources["train.data.lr_prefix"] = [f"{prefix}{s}" for s in sorted(scales)]
     for key, names in wanted_sources.items():
@@ -77,15 +75,22 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     wanted_models = {
         "evaluation.models": params["evaluation"]["models"],
         "evaluation.ensemble_models": params["evaluation"]["ensemble_models"],
-        "ablations.distillation.models": ablations["distillation"]["models"],
-        "ablations.loss.model": [ablations["loss"]["model"]],
-    }
+        **{f"ablations.{name}.models": spec["models"]
+           for name, spec in ablations.items() if "models" in spec},
+        **{f"ablations.{name}.model": [spec["model"]]
+           for name, spec in ablations.items() if "model" in spec},
+    }  # fmt: skip
     for key, names in wanted_models.items():
         for name in names:
             if name not in models:
                 yield key, f"unknown model {name!r}; choose from {', '.join(models)}"
-            elif name not in train["epochs"]:
+            elif name not in train["epochs"] and key.startswith("evaluation."):
                 yield "train.epochs", f"no entry for model {name}"
+    for name, sizes in (params.get("models") or {}).items():
+        try:
+            resolve_config(name, **(sizes or {}))
+        except UsageError as error:
+            yield f"models.{name}", str(error)
     for name in params["evaluation"]["ensemble_models"]:
         if name not in params["evaluation"]["models"]:
             yield "evaluation.ensemble_models", f"{name} is not one of evaluation.models"
@@ -93,6 +98,11 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     if lead >= 60 * runtime:
         problem = f"{lead} s leaves no time to train in a time limit (runtime) of {runtime} min"
         yield "resources.train.stop_before_limit", problem
+
+
+def model_sizes(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """The sizes params.yaml overrides for model variant ``name`` (``models.<name>``; {}: none)."""
+    return dict((params.get("models") or {}).get(name) or {})
 
 
 def source_path(params: dict[str, Any], name: str) -> Path:

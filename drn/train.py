@@ -26,7 +26,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,70 +36,16 @@ import torch.distributed as dist
 from torch import nn
 
 from drn.checkpoint import load_checkpoint, save_checkpoint
-from drn.config import setting, source_path
 from drn.data import atomic_write, list_images, modcrop, read_image, write_image
 from drn.dataset import PatchDataset, StepSampler, build_cache, patch_loader
 from drn.errors import UsageError
 from drn.imresize import imresize
 from drn.inference import super_resolve, to_tensor, to_uint8
 from drn.metrics import luma, psnr, shave, ssim
-from drn.models import build_model, resolve_config
+from drn.models import build_model
+from drn.settings import RESUMABLE_CHANGES, TrainSettings
 
 LOSSES = {"l1": nn.functional.l1_loss, "l2": nn.functional.mse_loss}
-COMPILE_MODES = ("auto", "off", "default", "reduce-overhead")
-# Settings that may change between the attempts of one run without changing its result.
-RESUMABLE_CHANGES = {
-    "workers", "log_every", "checkpoint_every", "compile", "tracking_uri", "experiment",
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything one training run depends on, resolved from params.yaml."""
-
-    model: str
-    scale: int
-    sizes: dict[str, Any]
-    hr: str
-    lr: str | None
-    cache: str
-    val_hr: str | None
-    val_images: int
-    val_every: int
-    batch: int
-    patch: int
-    learning_rate: float
-    betas: tuple[float, float]
-    eps: float
-    decay_every: int  # iterations
-    decay_factor: float
-    loss: str
-    iterations: int
-    checkpoint_every: int
-    log_every: int
-    seed: int
-    deterministic: bool
-    compile: str
-    channels_last: bool
-    workers: int
-    init_from: str | None
-    tracking_uri: str
-    experiment: str
-
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
-
-
-def training_data(params: dict[str, Any], scale: int) -> tuple[str, str | None, str, int]:
-    """(HR folder, LR folder or None, cache folder, patch size) for one scale."""
-    data = setting(params, "train.data")
-    prefix = data["lr_prefix"]
-    return (
-        str(source_path(params, data["hr"])),
-        str(source_path(params, f"{prefix}{scale}")) if prefix else None,
-        f"{data['cache']}/x{scale}",
-        int(setting(params, "train.patch")),
-    )
 
 
 def launch_under_torchrun(gpus: int, argv: list[str]) -> int:
@@ -109,71 +55,6 @@ def launch_under_torchrun(gpus: int, argv: list[str]) -> int:
                f"--nproc_per_node={gpus}", "-m", "drn", *argv]  # fmt: skip
     os.execv(sys.executable, command)
     return 1  # not reached
-
-
-def settings_from_params(
-    params: dict[str, Any],
-    model: str,
-    scale: int,
-    epochs: float | None = None,
-    loss: str | None = None,
-) -> TrainSettings:
-    """Resolve one run's settings (``epochs`` and ``loss`` override params.yaml's, as the
-    ablations do); a missing or wrong setting is a UsageError naming it."""
-
-    def get(key: str) -> Any:
-        return setting(params, key)
-
-    hr, lr, cache, patch = training_data(params, scale)
-    validation = get("train.validation.source")
-    sizes = dict((params.get("models") or {}).get(model) or {})
-    resolve_config(model, **sizes)  # validates the model name and its sizes
-    if epochs is None:
-        epochs = get("train.epochs").get(model)
-        if epochs is None:
-            raise UsageError(f"params.yaml: train.epochs has no entry for model {model}")
-    per_epoch = int(get("train.iterations_per_epoch"))
-    compile_mode = get("train.compile")
-    settings = TrainSettings(
-        model=model,
-        scale=scale,
-        sizes=sizes,
-        hr=hr,
-        lr=lr,
-        cache=cache,
-        val_hr=str(source_path(params, validation)) if validation else None,
-        val_images=int(get("train.validation.images")),
-        val_every=int(get("train.validation.every")),
-        batch=int(get("train.batch")),
-        patch=patch,
-        learning_rate=float(get("train.optimizer.lr")),
-        betas=tuple(float(b) for b in get("train.optimizer.betas")),
-        eps=float(get("train.optimizer.eps")),
-        decay_every=round(float(get("train.decay.every_epochs")) * per_epoch),
-        decay_factor=float(get("train.decay.factor")),
-        loss=str(loss or get("train.loss")),
-        iterations=round(float(epochs) * per_epoch),
-        checkpoint_every=int(get("train.checkpoint_every")),
-        log_every=int(get("train.log_every")),
-        seed=int(get("train.seed")),
-        deterministic=bool(get("train.deterministic")),
-        compile="off" if compile_mode is False else str(compile_mode),
-        channels_last=bool(get("train.channels_last")),
-        workers=int(get("train.workers")),
-        init_from=(get("train.init_from") or {}).get(f"x{scale}"),
-        tracking_uri=str(get("tracking.uri")),
-        experiment=str(get("tracking.experiment")),
-    )
-    if settings.loss not in LOSSES:
-        raise UsageError(f"train.loss {settings.loss!r}: choose from {', '.join(LOSSES)}")
-    if settings.compile not in COMPILE_MODES:
-        raise UsageError(f"params.yaml: train.compile: choose from {', '.join(COMPILE_MODES)}")
-    return settings
-
-
-def result_settings(settings: TrainSettings) -> dict[str, Any]:
-    """The settings that change what a run computes (not how fast or how it reports)."""
-    return {k: v for k, v in settings.to_json().items() if k not in RESUMABLE_CHANGES}
 
 
 # ---------------------------------------------------------------- process-level state
@@ -394,11 +275,13 @@ def train(
     report: bool = True,
     track: bool = True,
     if_changed: str = "refuse",
+    tags: dict[str, str] | None = None,
 ) -> int:
     """Train (or resume) one run; returns 0 when finished, 128 + signal when stopped early.
 
     A run directory holding a run of other settings is refused, or with ``if_changed="restart"``
-    (what the pipeline uses when params.yaml changed) set aside and started afresh.
+    (what the pipeline uses when params.yaml changed) set aside and started afresh. ``tags``
+    go to the MLflow run (the plan's roles), whose name is the run directory's.
     """
     run_dir = Path(run_dir)
     cluster, device = _start_cluster(device_name)
@@ -486,7 +369,7 @@ def train(
             "variant": settings.model, "scale": settings.scale, "loss": settings.loss,
             "git_commit": git_commit(), "data_version": data_version,
             "run_dir": str(run_dir.resolve()), "world_size": cluster.world, "device": hardware,
-            "torch": torch.__version__,
+            "torch": torch.__version__, **(tags or {}),
         })  # fmt: skip
 
     raw_model = model

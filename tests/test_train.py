@@ -19,7 +19,8 @@ from drn.config import apply_overrides, load_params
 from drn.errors import UsageError
 from drn.evaluate import evaluate_bicubic, evaluate_model
 from drn.models import build_model
-from drn.train import settings_from_params, train
+from drn.settings import settings_from_params
+from drn.train import train
 
 BIN = Path(sys.executable).parent
 TINY = "{channels: 16, block_channels: 16, distill: 4, blocks: 2, groups: 1}"

@@ -82,5 +82,6 @@ def build_model(name: str, scale: int, **overrides: Any) -> nn.Module:
 
 def build_from_params(params: dict[str, Any], name: str, scale: int) -> nn.Module:
     """Build ``name`` with the sizes params.yaml overrides under ``models.<name>`` (if any)."""
-    overrides = (params.get("models") or {}).get(name) or {}
-    return build_model(name, scale, **overrides)
+    from drn.config import model_sizes
+
+    return build_model(name, scale, **model_sizes(params, name))

@@ -1,7 +1,7 @@
 """Names, paths and resources shared by the rules, all derived from params.yaml by drn."""
 
 from drn.config import validate_params
-from drn.train import result_settings, settings_from_params
+from drn.settings import result_settings, settings_from_params
 
 validate_params(config, "params.yaml")
 
