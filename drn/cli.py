@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "params.yaml. Running it again on the same run directory resumes where it stopped "
         "(also after SIGTERM/SIGUSR1).",
     )  # fmt: skip
-    train.add_argument("--run", dest="plan_run", metavar="NAME", help="a run of the plan (drn plan), e.g. drn_x2")
+    train.add_argument(
+        "--run", dest="plan_run", metavar="NAME", help="a run of the plan (drn plan), e.g. drn_x2"
+    )
     train.add_argument("--model", help="model variant (drn, drn_plus, drn_no_rd), with --scale")
     train.add_argument("--scale", type=_scale, help="upscaling factor, with --model")
     _add_params_option(train)
@@ -249,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one size, e.g. --set block_channels=128 (repeatable)",
+        help="override one size as drn train does, e.g. --set models.drn.block_channels=128 "
+        "(repeatable)",
     )
     info.set_defaults(run=_run_info)
 
@@ -415,26 +418,24 @@ def _run_collect(args: argparse.Namespace) -> None:
 
 def _run_info(args: argparse.Namespace) -> None:
     import torch
-    import yaml
 
-    from drn.config import load_params
-    from drn.models import get_variant, resolve_config
+    from drn.config import apply_overrides, load_params, model_sizes
+    from drn.models import build_from_params, get_variant, resolve_config
     from drn.models.complexity import forward_flops, trainable_parameters
 
-    overrides = {}
-    if args.params is not None:
-        overrides.update((load_params(args.params).get("models") or {}).get(args.name) or {})
     for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set {item}: expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+        if not item.startswith(f"models.{args.name}."):
+            raise UsageError(
+                f"--set {item}: drn info changes this model's sizes, as drn train --set does: "
+                f"models.{args.name}.SIZE=VALUE, e.g. models.{args.name}.block_channels=128"
+            )
+    params = apply_overrides(load_params(args.params) if args.params else {}, args.set)
     variant = get_variant(args.name)
-    config = resolve_config(args.name, **overrides)
     with torch.device("meta"):
-        model = variant.build(config, args.scale)
+        model = build_from_params(params, args.name, args.scale)
     height, width = args.size
     flops = forward_flops(model, height, width)
+    config = resolve_config(args.name, **model_sizes(params, args.name))
     sizes = " ".join(f"{k}={v}" for k, v in vars(config).items())
     _say(f"{args.name} x{args.scale}: {variant.description}")
     _say(f"sizes: {sizes}")

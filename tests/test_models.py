@@ -192,11 +192,19 @@ def test_drn_info_prints_parameters_and_flops(capsys):
 def test_drn_info_applies_overrides(capsys, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"drn_plus": {"groups": 3}}}))
     args = ["info", "drn_plus", "--scale", "2", "--params", str(tmp_path / "params.yaml")]
-    assert main([*args, "--set", "blocks=4", "--size", "48x32"]) == 0
+    assert main([*args, "--set", "models.drn_plus.blocks=4", "--size", "48x32"]) == 0
     with torch.device("meta"):
         expected = trainable_parameters(build_model("drn_plus", 2, groups=3, blocks=4))
     out = capsys.readouterr().out
     assert f"trainable parameters: {expected:,}" in out and "48x32" in out
+
+
+def test_drn_info_and_drn_train_read_set_the_same_way(capsys):
+    """A value YAML 1.1 reads as a string (5e-1) is a number for both commands."""
+    assert main(["info", "drn", "--scale", "2", "--set", "models.drn.elu_alpha=5e-1"]) == 0
+    assert "elu_alpha=0.5" in capsys.readouterr().out
+    assert main(["info", "drn", "--scale", "2", "--set", "blocks=4"]) == 2
+    assert "--set blocks=4: drn info changes this model's sizes" in capsys.readouterr().err
 
 
 def test_drn_info_rejects_an_unknown_variant(capsys):
