@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from drn.data import atomic_write, list_images, modcrop, pair_images, read_image
 from drn.errors import DataError
-from drn.evaluate import Progress, _no_progress
 from drn.imresize import imresize
+from drn.progress import Progress, no_progress
 
 CACHE_VERSION = 1
 
@@ -60,7 +60,7 @@ def build_cache(
     scale: int,
     cache_dir: str | os.PathLike,
     patch: int,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> tuple[list[CachedPair], str]:
     """Decode (or reuse) every training pair; returns the pairs and a version of the data.
 

@@ -4,7 +4,10 @@ Two entry points share one result type and one JSON format:
 
 * :func:`score_folders` scores a folder of SR images (any method's) against a folder of HR images;
 * :func:`evaluate_bicubic` makes the literature's bicubic baseline: HR cropped to a multiple of
-  the scale, LR = imresize(HR, 1/s) on uint8, SR = imresize(LR, s), scored the same way.
+  the scale, LR = imresize(HR, 1/s) on uint8 (:func:`lr_of`), SR = imresize(LR, s), scored the
+  same way (:func:`score_image`); :func:`evaluate_model` scores a model's SR of the same LR.
+
+Training's validation (:mod:`drn.train`) scores through :func:`lr_of` and :func:`score_image` too.
 
 The JSON written by :func:`write_json` is ``{"scale", "shave", "dataset", "model",
 "self_ensemble", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ from drn.data import atomic_write, list_images, modcrop, pair_images, read_image
 from drn.errors import DataError
 from drn.imresize import imresize
 from drn.metrics import luma, psnr, shave, ssim
+from drn.progress import Progress, no_progress
 from drn.threads import image_workers
 
 if TYPE_CHECKING:
@@ -36,11 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
-Progress = Callable[[Iterable[T], int, str], Iterator[T]]
-
-
-def _no_progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    return iter(items)
 
 
 def _in_order(function: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
@@ -160,7 +159,7 @@ def score_folders(
     scale: int,
     shave_border: int | None = None,
     rgb: bool = False,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     workers: int | None = None,
 ) -> SetScore:
     """Score every SR image of ``sr_dir`` against its HR image in ``hr_dir`` (matched by name),
@@ -187,10 +186,16 @@ def _score_or_raise(
         raise DataError(f"{path}: {error}") from None
 
 
+def lr_of(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(HR cropped to a multiple of the scale, its LR = MATLAB-bicubic imresize(HR, 1/scale) on
+    uint8): the protocol's input, for evaluation and training's validation alike."""
+    hr = modcrop(hr, scale)
+    return hr, imresize(hr, 1 / scale)
+
+
 def bicubic_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(HR cropped to a multiple of the scale, its bicubic SR): the literature's baseline."""
-    hr = modcrop(hr, scale)
-    lr = imresize(hr, 1 / scale)
+    hr, lr = lr_of(hr, scale)
     return hr, imresize(lr, scale)
 
 
@@ -205,9 +210,9 @@ def _score_super_resolution(
     label: str,
     workers: int = 1,
 ) -> tuple[int, tuple[ImageScore, ...]]:
-    """The standard protocol for every image of ``hr_dir``: HR cropped to a multiple of the
-    scale, LR = imresize(HR, 1/s) on uint8, SR = ``super_resolve_lr(LR)`` as uint8, scored;
-    ``workers`` images at a time."""
+    """The standard protocol for every image of ``hr_dir``: HR and LR by :func:`lr_of`,
+    SR = ``super_resolve_lr(LR)`` as uint8, scored by :func:`score_image`; ``workers`` images at
+    a time."""
     border = scale if shave_border is None else shave_border
     paths = list_images(hr_dir, "--hr")
 
@@ -217,8 +222,8 @@ def _score_super_resolution(
             raise DataError(
                 f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}"
             )
-        hr = modcrop(hr, scale)
-        sr = super_resolve_lr(imresize(hr, 1 / scale))
+        hr, lr = lr_of(hr, scale)
+        sr = super_resolve_lr(lr)
         if save_sr is not None:
             write_image(Path(save_sr) / f"{path.stem}.png", sr)
         return ImageScore(path.stem, *_score_or_raise(sr, hr, border, rgb, path))
@@ -233,7 +238,7 @@ def evaluate_bicubic(
     shave_border: int | None = None,
     rgb: bool = False,
     save_sr: str | os.PathLike | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     workers: int | None = None,
 ) -> SetScore:
     """Score bicubic SR of every image of ``hr_dir``, ``workers`` images at a time (default:
@@ -255,7 +260,7 @@ def evaluate_model(
     shave_border: int | None = None,
     rgb: bool = False,
     save_sr: str | os.PathLike | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> SetScore:
     """Score a model's SR of every image of ``hr_dir`` (grayscale runs as three equal channels)."""
     from drn.inference import upscale_image
