@@ -2,8 +2,9 @@
 
 ``build_report(params)`` writes ``{paths.reports}/report.html`` (self-contained: figures
 embedded, no scripts, opens offline) and ``report.md`` (figures in ``figures/``), from the
-evaluation JSONs, the training runs, MLflow and params.yaml; optionally a PDF printed by a
-headless Chromium. :mod:`drn.report.gather` collects the numbers, :mod:`drn.report.figures`
+evaluations and training runs of the plan of params.yaml (drn/plan.py: every label, path, run,
+Table 3 column and ablation comes from there), MLflow and params.yaml; optionally a PDF printed
+by a headless Chromium. :mod:`drn.report.gather` collects the numbers, :mod:`drn.report.figures`
 draws, :mod:`drn.report.visuals` makes the zoomed crops; this module renders and writes.
 """
 
@@ -21,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from drn.data import atomic_write
 from drn.errors import UsageError
+from drn.plan import Plan, build_plan
 from drn.report import figures, gather
 from drn.report.visuals import comparison
 from drn.tracking import git_commit
@@ -46,18 +48,20 @@ def _duration(seconds: float | None) -> str:
 
 
 def _model_parameters(name: str, scale: int, params: dict[str, Any]) -> int:
+    """Trainable parameters of ``name`` at ``scale`` as params.yaml sizes it (built on the meta
+    device: no memory, no time)."""
     import torch
 
-    from drn.models import build_model
+    from drn.models import build_from_params
     from drn.models.complexity import trainable_parameters
 
     with torch.device("meta"):
-        model = build_model(name, scale, **((params.get("models") or {}).get(name) or {}))
-    return trainable_parameters(model)
+        return trainable_parameters(build_from_params(params, name, scale))
 
 
-def _size_rows(reference: dict[str, Any], results: Path, params: dict[str, Any]) -> list[dict]:
-    """Fig. 2's points: published methods with sourced parameter counts, and our models."""
+def _size_rows(reference: dict[str, Any], plan: Plan, params: dict[str, Any]) -> list[dict]:
+    """Fig. 2's points: published methods with sourced parameter counts, and the plan's models
+    (its Table 3 columns that are a model, not bicubic or a self-ensemble) at Set5 x4."""
     rows = []
     values = reference["table3"]["values"]
     for entry in sorted(reference["parameters"], key=lambda e: e["count"]):
@@ -68,78 +72,72 @@ def _size_rows(reference: dict[str, Any], results: Path, params: dict[str, Any])
             "parameters_text": entry["printed"], "psnr": psnr, "ours": False,
             "psnr_missing": "not in the paper's Table 3", "source": entry["source"],
         })  # fmt: skip
-    for label, name in (("drn", "DRN (ours)"), ("drn_plus", "DRN+ (ours)")):
-        if label not in params["evaluation"]["models"]:
-            continue
-        ours = gather.evaluation(results, label, 4, "Set5")
-        count = _model_parameters(label, 4, params)
+    for variant in _main_variants(plan):
+        evaluation = gather.find(plan, variant, 4, "Set5")
+        ours = gather.read(evaluation)
+        count = _model_parameters(variant, 4, params)
         rows.append({
-            "name": name, "parameters": float(count), "parameters_text": f"{count:,}",
-            "psnr": ours["psnr"] if ours else None, "psnr_missing": "not run",
+            "name": f"{gather.title(variant)} (ours)", "parameters": float(count),
+            "parameters_text": f"{count:,}", "psnr": ours["psnr"] if ours else None,
+            "psnr_missing": gather.NOT_RUN if evaluation else gather.NOT_PLANNED,
             "source": "counted from the model built with params.yaml's sizes", "ours": True,
         })  # fmt: skip
     return rows
 
 
-def _evaluations_elsewhere(results: Path) -> list[dict[str, Any]]:
-    import json
-
-    rows = []
-    for path in sorted(results.glob("eval/*/x*/*.json")):
-        if path.stem in gather.PAPER_DATASETS:
-            continue
-        data = json.loads(path.read_text())
-        rows.append({
-            "label": path.parent.parent.name, "scale": data["scale"], "dataset": path.stem,
-            "images": len(data["images"]), "psnr": data["psnr"], "ssim": data["ssim"],
-        })  # fmt: skip
-    return rows
+def _main_variants(plan: Plan) -> list[str]:
+    """The model variants of the plan's main runs, in its order."""
+    return list(dict.fromkeys(run.variant for run in plan.runs if "main" in run.roles))
 
 
 def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False) -> dict[str, Path]:
-    """Write the report; returns the paths written."""
+    """Write the report of the plan of ``params``; returns the paths written."""
+    plan = build_plan(params)
     reference = gather.paper()
-    results, runs_dir = Path(params["paths"]["results"]), Path(params["paths"]["runs"])
     out = Path(params["paths"]["reports"])
     settings = params["report"]
     tolerance = float(settings["tolerance_db"])
-    table3 = gather.table3(results, reference)
-    runs = gather.runs(runs_dir, params["tracking"])
-    loss_runs = {run.name: run for run in runs}
-    losses = gather.loss_comparison(results, params)
-    size_rows = _size_rows(reference, results, params)
+    table3 = gather.table3(plan, reference)
+    runs = gather.runs(plan, params["tracking"])
+    by_name = {run.name: run for run in runs}
+    ablations = gather.ablations(plan, params, reference)
+    size_rows = _size_rows(reference, plan, params)
     visuals = []
     for spec in settings["visuals"]:
-        found = comparison(spec, params, int(settings["crop"]), device)
+        found = comparison(spec, params, plan, int(settings["crop"]), device)
         png = figures.crops(found["panels"], found["title"]) if found["panels"] else None
         visuals.append({"title": found["title"], "missing": found["missing"], "png": png})
-    loss_curves = [
-        (r["loss"], loss_runs[r["run"]].val_curve if r["run"] in loss_runs else []) for r in losses
-    ]
     size_points = [
         (r["name"], r["parameters"], r["psnr"], r["ours"])
         for r in size_rows
         if r["psnr"] is not None
     ]
+    trained = [run for run in runs if run.trained]
     pngs = {
-        "loss": figures.curves(loss_curves, "validation PSNR (dB)"),
         "size": figures.psnr_vs_parameters(size_points),
-        "train_loss": figures.curves([(r.name, r.train_curve) for r in runs], "training loss"),
-        "val_psnr": figures.curves([(r.name, r.val_curve) for r in runs], "validation PSNR (dB)"),
-    }
-    other_rows = _evaluations_elsewhere(results)
+        "train_loss": figures.curves([(r.name, r.train_curve) for r in trained], "training loss"),
+        "val_psnr": figures.curves([(r.name, r.val_curve) for r in trained],
+                                   "validation PSNR (dB)"),
+    }  # fmt: skip
+    for ablation in ablations:
+        curves = [
+            (f"{row.arm} ({row.run})", by_name[row.run].val_curve if row.run in by_name else [])
+            for row in ablation.rows
+        ]
+        pngs[_ablation_figure(ablation.name)] = figures.curves(curves, "validation PSNR (dB)")
+    other_rows = gather.elsewhere(plan)
     tracking = params["tracking"]
     context = {
         "generated": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "commit": git_commit(Path.cwd()),
-        "columns": [title for _label, title, _paper in gather.COLUMNS],
+        "columns": [column.title for column in gather.table3_columns(plan)],
+        "unplanned_columns": gather.unplanned_columns(plan),
         "table3": table3,
         "paper_notes": reference["table3"]["notes"],
-        "verdicts": gather.verdicts(table3, tolerance),
+        "verdicts": gather.verdicts(plan, table3, tolerance),
         "tolerance": tolerance,
-        "table2": gather.table2(results, params, reference),
-        "losses": losses,
-        "loss_spec": params["ablations"]["loss"],
+        "ablations": ablations,
+        "ablation_figure": _ablation_figure,
         "size_rows": size_rows,
         "runs": runs,
         "drn_plus_parameters": f"{_model_parameters('drn_plus', 4, {}):,}",
@@ -154,6 +152,8 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
         "params_yaml": yaml.safe_dump(params, sort_keys=False),
         "other_rows": other_rows,
         "other_sets": sorted({r["dataset"] for r in other_rows}),
+        "not_run": gather.NOT_RUN,
+        "not_planned": gather.NOT_PLANNED,
         "fmt": _fmt,
         "fmt_delta": _fmt_delta,
         "duration": _duration,
@@ -183,6 +183,11 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
     if pdf:
         written["pdf"] = print_pdf(written["html"], out / "report.pdf")
     return written
+
+
+def _ablation_figure(name: str) -> str:
+    """The key (and file stem under figures/) of the validation curves of ablation ``name``."""
+    return f"ablation-{name}"
 
 
 def _write(path: Path, text: str) -> Path:

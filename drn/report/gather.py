@@ -1,9 +1,9 @@
 """Everything the report shows, gathered from the files the pipeline wrote (no rendering here).
 
-Sources: the evaluation JSONs ({results}/eval/{label}/x{scale}/{dataset}.json), the training runs'
-checkpoints ({runs}/.../checkpoints/last.pt: settings, curves, time, hardware), MLflow (run IDs,
-links, metric histories), dvc.lock (data hashes), params.yaml and the paper's numbers
-(drn/reference/drn_paper.yaml).
+What to look for comes from the plan (drn/plan.py): its evaluations' JSONs (each one's ``path``)
+and its runs' checkpoints ({directory}/checkpoints/last.pt: settings, curves, time, hardware);
+then MLflow (run IDs, links, metric histories), dvc.lock (data hashes), params.yaml and the
+paper's numbers (drn/reference/drn_paper.yaml). Nothing here rebuilds a label or a path.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +19,25 @@ from typing import Any
 
 import yaml
 
+from drn.plan import BICUBIC, MAIN_GROUP, Evaluation, Plan
+
 PAPER = Path(__file__).resolve().parents[1] / "reference" / "drn_paper.yaml"
 PAPER_DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 SCALES = (2, 3, 4)
-# our evaluation label -> (column title, the paper's column it is put beside)
-COLUMNS = (
-    ("bicubic", "Bicubic", "Bicubic"),
-    ("drn", "DRN", "DRN"),
-    ("drn-ensemble", "DRN (self-ensemble)", "DRN"),
-    ("drn_plus", "DRN+", "DRN+"),
-    ("drn_plus-ensemble", "DRN+ (self-ensemble)", "DRN+"),
-)
+# Table 3's columns are the plan's arms of group table3; each known arm -> (its title, the paper's
+# column it is put beside). An arm not here (a model variant added to evaluation.models) is titled
+# by its name, with no paper column beside it.
+ARMS = {
+    "bicubic": ("Bicubic", "Bicubic"),
+    "drn": ("DRN", "DRN"),
+    "drn-ensemble": ("DRN (self-ensemble)", "DRN"),
+    "drn_plus": ("DRN+", "DRN+"),
+    "drn_plus-ensemble": ("DRN+ (self-ensemble)", "DRN+"),
+}
+# The rows of the paper's ablation tables (an ablation's `paper`) that our model variants redo.
+PAPER_ARMS = {"table2": {"drn": "RDBs", "drn_no_rd": "No RDBs"}}
+NOT_RUN = "not run"  # in the plan, no result yet
+NOT_PLANNED = "not planned"  # params.yaml does not ask for it
 
 
 def paper() -> dict[str, Any]:
@@ -41,14 +50,34 @@ def parse_cell(printed: str) -> tuple[float, float]:
     return float(psnr), float(ssim)
 
 
+def title(arm: str) -> str:
+    return ARMS.get(arm, (arm, None))[0]
+
+
+def read(evaluation: Evaluation | None) -> dict[str, Any] | None:
+    """The JSON an evaluation of the plan wrote, or None: not planned (None) or not run yet."""
+    if evaluation is None or not Path(evaluation.path).is_file():
+        return None
+    return json.loads(Path(evaluation.path).read_text())
+
+
+def find(plan: Plan, label: str, scale: int, dataset: str) -> Evaluation | None:
+    """The plan's evaluation ``label`` of ``dataset`` at ``scale``, or None: not planned."""
+    for found in plan.evaluations:
+        if (found.label, found.scale, found.dataset) == (label, scale, dataset):
+            return found
+    return None
+
+
 @dataclass
 class Cell:
-    """One table cell: our number (or None: not run), the paper's, and their difference."""
+    """One table cell: our number (or None: ``missing`` says why), the paper's, their difference."""
 
     ours: tuple[float, float] | None
     theirs: tuple[float, float] | None
     note: str = ""
     best: bool = False
+    missing: str = NOT_RUN
 
     @property
     def delta(self) -> tuple[float, float] | None:
@@ -64,25 +93,44 @@ class Row:
     cells: list[Cell] = field(default_factory=list)
 
 
-def evaluation(results: Path, label: str, scale: int, dataset: str) -> dict[str, Any] | None:
-    path = results / "eval" / label / f"x{scale}" / f"{dataset}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+@dataclass(frozen=True)
+class Column:
+    arm: str  # the plan's arm (an evaluation label of group table3)
+    title: str
+    paper: str | None  # the paper's column beside it; None: none
 
 
-def table3(results: Path, reference: dict[str, Any]) -> list[Row]:
-    """Bicubic, DRN and DRN+ (with and without self-ensemble) beside the paper's Table 3."""
+def table3_columns(plan: Plan) -> list[Column]:
+    """The plan's table3 arms, in the plan's order."""
+    arms = dict.fromkeys(e.arm for e in plan.group(MAIN_GROUP))
+    return [Column(arm, *ARMS.get(arm, (arm, None))) for arm in arms]
+
+
+def unplanned_columns(plan: Plan) -> list[str]:
+    """Titles of the known Table 3 columns the plan does not evaluate (e.g. DRN+ self-ensemble)."""
+    planned = {column.arm for column in table3_columns(plan)}
+    return [title for arm, (title, _paper) in ARMS.items() if arm not in planned]
+
+
+def table3(plan: Plan, reference: dict[str, Any]) -> list[Row]:
+    """The plan's bicubic and models (with and without self-ensemble) beside the paper's Table 3,
+    one row per dataset and scale of the paper's."""
     values = reference["table3"]["values"]
     notes = {tuple(n["cell"]): n["note"] for n in reference["table3"]["notes"]}
+    planned = {(e.arm, e.scale, e.dataset): e for e in plan.group(MAIN_GROUP)}
+    columns = table3_columns(plan)
     rows = []
     for dataset in PAPER_DATASETS:
         for scale in SCALES:
             row = Row(dataset, scale)
-            for label, _title, theirs in COLUMNS:
-                ours = evaluation(results, label, scale, dataset)
+            for column in columns:
+                evaluation = planned.get((column.arm, scale, dataset))
+                ours = read(evaluation)
+                theirs = parse_cell(values[column.paper][dataset][scale]) if column.paper else None
                 row.cells.append(Cell(
-                    None if ours is None else (ours["psnr"], ours["ssim"]),
-                    parse_cell(values[theirs][dataset][scale]),
-                    notes.get((theirs, dataset, scale), ""),
+                    None if ours is None else (ours["psnr"], ours["ssim"]), theirs,
+                    notes.get((column.paper, dataset, scale), ""),
+                    missing=NOT_RUN if evaluation else NOT_PLANNED,
                 ))  # fmt: skip
             run = [c for c in row.cells if c.ours is not None and c.ours[0] is not None]
             if run:
@@ -97,11 +145,12 @@ class Verdict:
     scale: int
     deltas: list[float]
     tolerance: float
+    planned: bool = True  # False: the plan evaluates it on none of the paper's datasets
 
     @property
     def text(self) -> str:
         if not self.deltas:
-            return "not run"
+            return NOT_RUN if self.planned else NOT_PLANNED
         mean = statistics.fmean(self.deltas)
         sets = f"{len(self.deltas)} set{'s' * (len(self.deltas) > 1)}"
         if all(abs(d) <= self.tolerance for d in self.deltas):
@@ -111,45 +160,104 @@ class Verdict:
         return f"{side} the paper: mean {mean:+.2f} dB over {sets} ({spread})"
 
 
-def verdicts(rows: list[Row], tolerance: float) -> list[Verdict]:
+def verdicts(plan: Plan, rows: list[Row], tolerance: float) -> list[Verdict]:
+    """One per model column with a paper column beside it, and scale of the paper's."""
     found = []
-    for index, (label, title, _theirs) in enumerate(COLUMNS):
-        if label == "bicubic":
+    for index, column in enumerate(table3_columns(plan)):
+        if column.arm == BICUBIC or column.paper is None:
             continue
         for scale in SCALES:
-            deltas = [
-                row.cells[index].delta[0]
-                for row in rows
-                if row.scale == scale and row.cells[index].delta is not None
-            ]
-            found.append(Verdict(title, scale, deltas, tolerance))
+            cells = [row.cells[index] for row in rows if row.scale == scale]
+            deltas = [cell.delta[0] for cell in cells if cell.delta is not None]
+            planned = any(cell.missing != NOT_PLANNED for cell in cells)
+            found.append(Verdict(column.title, scale, deltas, tolerance, planned))
     return found
 
 
-def table2(results: Path, params: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """The residual-distilling ablation beside the paper's Table 2."""
-    spec, theirs = params["ablations"]["distillation"], reference["table2"]
-    paper_names = {"drn": "RDBs", "drn_no_rd": "No RDBs"}
+@dataclass
+class AblationRow:
+    arm: str
+    label: str
+    run: str
+    ours: tuple[float, float] | None
+    paper: float | None  # the paper's PSNR for this arm, where the ablation redoes its table
+
+
+@dataclass
+class Ablation:
+    """One ablation of the plan: its arms' results and, where it redoes a table of the paper,
+    that table's numbers beside them."""
+
+    name: str
+    title: str
+    spec: dict[str, Any]
+    varies: str  # "model" or "loss": what its arms are
+    rows: list[AblationRow]
+    paper: str | None = None  # the table of drn/reference it redoes
+    paper_table: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paper_title(self) -> str:
+        """'table2' -> 'Table 2'."""
+        return re.sub(r"^table(\d+)$", r"Table \1", self.paper or "")
+
+    @property
+    def paper_note(self) -> str:
+        """Whether our numbers compare with the paper's table: same dataset, scale and epochs."""
+        theirs = self.paper_table
+        if "psnr" not in theirs:
+            return f"drn/reference has no numbers of the paper's {self.paper_title} by arm."
+        if self.as_in_paper:
+            return f"As in the paper's {self.paper_title}."
+        return (
+            f"The paper's {self.paper_title} is {theirs.get('dataset')} x{theirs.get('scale')} "
+            f"after {theirs.get('epochs')} epochs: not comparable."
+        )
+
+    @property
+    def as_in_paper(self) -> bool:
+        theirs = self.paper_table
+        return (self.spec["dataset"], self.spec["scale"], float(self.spec["epochs"])) == (
+            theirs.get("dataset"), theirs.get("scale"), float(theirs.get("epochs", -1)),
+        )  # fmt: skip
+
+
+def ablations(plan: Plan, params: dict[str, Any], reference: dict[str, Any]) -> list[Ablation]:
+    """Every ablation of params.yaml, in its order, from the plan's evaluations of it."""
+    found = []
+    for name, spec in (params.get("ablations") or {}).items():
+        table = spec.get("paper")
+        theirs = (reference.get(table) or {}) if table else {}
+        names = PAPER_ARMS.get(table or "", {})
+        rows = []
+        for evaluation in plan.group(name):
+            ours = read(evaluation)
+            paper_psnr = (theirs.get("psnr") or {}).get(names.get(evaluation.arm, ""))
+            rows.append(AblationRow(
+                evaluation.arm, evaluation.label, evaluation.run or BICUBIC,
+                None if ours is None else (ours["psnr"], ours["ssim"]), paper_psnr,
+            ))  # fmt: skip
+        found.append(Ablation(
+            name, spec.get("title") or name, spec, "loss" if "losses" in spec else "model", rows,
+            table, theirs,
+        ))  # fmt: skip
+    return found
+
+
+def elsewhere(plan: Plan) -> list[dict[str, Any]]:
+    """The plan's Table 3 evaluations that no Table 3 row holds (datasets or scales that are not
+    the paper's, like the demo's photos)."""
     rows = []
-    for model in spec["models"]:
-        ours = evaluation(results, f"table2-{model}", spec["scale"], spec["dataset"])
+    for evaluation in plan.group(MAIN_GROUP):
+        if evaluation.dataset in PAPER_DATASETS and evaluation.scale in SCALES:
+            continue
+        data = read(evaluation)
         rows.append({
-            "model": model, "ours": ours and (ours["psnr"], ours["ssim"]),
-            "paper": theirs["psnr"].get(paper_names.get(model, ""), None),
+            "label": evaluation.label, "scale": evaluation.scale, "dataset": evaluation.dataset,
+            "run": evaluation.run or "-", "images": len(data["images"]) if data else "-",
+            "result": data and (data["psnr"], data["ssim"]),
         })  # fmt: skip
-    same = (spec["dataset"], spec["scale"], spec["epochs"]) == (
-        theirs["dataset"], theirs["scale"], theirs["epochs"],
-    )  # fmt: skip
-    return {"spec": spec, "rows": rows, "as_in_paper": same, "paper": theirs}
-
-
-def loss_comparison(results: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = params["ablations"]["loss"]
-    return [
-        {"loss": loss, "run": f"ablations/loss/{loss}_x{spec['scale']}",
-         "result": evaluation(results, f"loss-{loss}", spec["scale"], spec["dataset"])}
-        for loss in spec["losses"]
-    ]  # fmt: skip
+    return rows
 
 
 NOT_RECORDED = "not recorded"
@@ -157,17 +265,21 @@ NOT_RECORDED = "not recorded"
 
 @dataclass
 class Run:
-    """One training run as its last checkpoint and MLflow record it."""
+    """One training run of the plan as its last checkpoint and MLflow record it (``trained``
+    False: no checkpoint yet, not run)."""
 
-    name: str  # relative to {runs}, e.g. drn_x2 or ablations/loss/l2_x2
-    settings: dict[str, Any]
-    step: int
-    seconds: float | None  # None: not recorded (a checkpoint from before drn recorded it)
-    hardware: str
-    gpus: int
-    data_version: str
-    train_curve: list[list[float]]
-    val_curve: list[list[float]]
+    name: str  # the plan's run name, e.g. drn_x2 or drn_x3_e100
+    roles: tuple[str, ...]  # the plan's: main, ablation, control
+    directory: str
+    trained: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    seconds: float | None = None  # None: not recorded (a checkpoint from before drn recorded it)
+    hardware: str = NOT_RECORDED
+    gpus: int = 0
+    data_version: str = NOT_RECORDED
+    train_curve: list[list[float]] = field(default_factory=list)
+    val_curve: list[list[float]] = field(default_factory=list)
     mlflow_run_id: str | None = None
     mlflow_link: str | None = None
     curves_from: str = "checkpoint"
@@ -179,29 +291,29 @@ class Run:
         return f"{self.seconds * self.gpus / 3600:.2f}" if self.gpus else "none (CPU)"
 
 
-def runs(runs_dir: Path, tracking: dict[str, Any]) -> list[Run]:
-    """Every finished or interrupted training run under ``runs_dir`` (not the set-aside ones)."""
+def runs(plan: Plan, tracking: dict[str, Any]) -> list[Run]:
+    """Every training run of the plan, in its order: from its last checkpoint (finished or
+    interrupted), or not run."""
     from drn.checkpoint import load_checkpoint
 
     found = []
-    for last in sorted(runs_dir.glob("**/checkpoints/last.pt")):
-        run_dir = last.parent.parent
-        if ".replaced-" in str(run_dir):
-            continue
-        training = load_checkpoint(last).get("training", {})
-        hardware = training.get("device", NOT_RECORDED)
-        found.append(Run(
-            name=str(run_dir.relative_to(runs_dir)), settings=training.get("settings", {}),
-            step=training.get("step", 0), seconds=training.get("train_seconds"),
-            hardware=hardware,
-            gpus=int(hardware.split(" x ")[0]) if " x " in hardware else 0,
-            data_version=training.get("data_version", NOT_RECORDED),
-            train_curve=training.get("history", {}).get("train", []),
-            val_curve=training.get("history", {}).get("val", []),
-            mlflow_run_id=training.get("mlflow_run_id"),
-        ))  # fmt: skip
+    for planned in plan.runs:
+        run = Run(planned.name, planned.roles, planned.directory)
+        last = Path(planned.directory) / "checkpoints" / "last.pt"
+        if last.is_file():
+            training = load_checkpoint(last).get("training", {})
+            hardware = training.get("device", NOT_RECORDED)
+            run.trained, run.settings = True, training.get("settings", {})
+            run.step, run.seconds = training.get("step", 0), training.get("train_seconds")
+            run.hardware = hardware
+            run.gpus = int(hardware.split(" x ")[0]) if " x " in hardware else 0
+            run.data_version = training.get("data_version", NOT_RECORDED)
+            run.train_curve = training.get("history", {}).get("train", [])
+            run.val_curve = training.get("history", {}).get("val", [])
+            run.mlflow_run_id = training.get("mlflow_run_id")
+        found.append(run)
     if tracking.get("enabled"):
-        _from_mlflow(found, tracking)
+        _from_mlflow([run for run in found if run.trained], tracking)
     return found
 
 

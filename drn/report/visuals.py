@@ -1,5 +1,5 @@
 """Visual comparisons as the paper's Figs. 1, 6 and 8: zoomed crops of HR, bicubic, DRN and DRN+
-with each method's PSNR on the whole image."""
+with each method's PSNR on the whole image; the models are the plan's main runs."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from drn.data import list_images, modcrop, read_image
+from drn.data import list_images, read_image
 from drn.errors import DrnError
-from drn.evaluate import score_image
-from drn.imresize import imresize
+from drn.evaluate import bicubic_pair, lr_of, score_image
 from drn.metrics import luma
+from drn.plan import Plan, Run
+from drn.report.gather import NOT_PLANNED, NOT_RUN
+from drn.report.gather import title as title_of
 
 
 def worst_window(hr: np.ndarray, sr: np.ndarray, size: int) -> tuple[int, int]:
@@ -29,10 +31,19 @@ def worst_window(hr: np.ndarray, sr: np.ndarray, size: int) -> tuple[int, int]:
     return int(top), int(left)
 
 
+def main_run(plan: Plan, variant: str, scale: int) -> Run | None:
+    """The plan's main run of ``variant`` at ``scale`` (the model of its Table 3 column)."""
+    for run in plan.runs:
+        if (run.variant, run.scale) == (variant, scale) and "main" in run.roles:
+            return run
+    return None
+
+
 def comparison(
-    spec: dict[str, Any], params: dict[str, Any], crop: int, device: str
+    spec: dict[str, Any], params: dict[str, Any], plan: Plan, crop: int, device: str
 ) -> dict[str, Any]:
-    """The panels of one visual comparison; a model or image that is not there is 'not run'."""
+    """The panels of one visual comparison: HR, bicubic and the plan's main model of each variant
+    at the visual's scale; a model or image that is not there is 'not run'/'not planned'."""
     from drn.checkpoint import model_from_checkpoint
     from drn.inference import upscale_image
 
@@ -43,26 +54,29 @@ def comparison(
         path = next(p for p in list_images(folder) if p.stem == name)
     except (DrnError, StopIteration):
         return {"title": title, "panels": [], "missing": f"{folder}/{name}.* is not there"}
-    hr = modcrop(read_image(path), scale)
-    lr = imresize(hr, 1 / scale)
-    results: list[tuple[str, np.ndarray | None]] = [("HR", hr), ("Bicubic", imresize(lr, scale))]
-    runs = Path(params["paths"]["runs"])
-    for title_of, model in (("DRN", "drn"), ("DRN+", "drn_plus")):
-        weights = runs / f"{model}_x{scale}" / "model.pt"
-        if weights.is_file():
-            network, _ = model_from_checkpoint(weights, device)
-            results.append((title_of, upscale_image(network, lr, scale, device)))
+    image = read_image(path)
+    hr, bicubic = bicubic_pair(image, scale)
+    lr = lr_of(image, scale)[1]
+    results: list[tuple[str, np.ndarray | None, str]] = [("HR", hr, ""), ("Bicubic", bicubic, "")]
+    variants = dict.fromkeys(run.variant for run in plan.runs if "main" in run.roles)
+    for variant in variants:
+        run = main_run(plan, variant, scale)
+        if run is None:
+            results.append((title_of(variant), None, NOT_PLANNED))
+        elif not Path(run.model).is_file():
+            results.append((title_of(variant), None, NOT_RUN))
         else:
-            results.append((title_of, None))
+            network, _ = model_from_checkpoint(run.model, device)
+            results.append((title_of(variant), upscale_image(network, lr, scale, device), ""))
     size = min(crop, *hr.shape[:2])
     if spec.get("crop"):
         top, left = (int(v) for v in spec["crop"][:2])
     else:
-        top, left = worst_window(hr, results[1][1], size)
+        top, left = worst_window(hr, bicubic, size)
     panels = []
-    for label, pixels in results:
+    for label, pixels, missing in results:
         if pixels is None:
-            panels.append((f"{label}: not run", None))
+            panels.append((f"{label}: {missing}", None))
             continue
         caption = label if label == "HR" else f"{label}: {score_image(pixels, hr, scale)[0]:.2f} dB"
         panels.append((caption, pixels[top : top + size, left : left + size]))
