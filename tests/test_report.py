@@ -11,6 +11,7 @@ import tempfile
 
 import numpy as np
 import pytest
+import yaml
 from conftest import SET5
 from PIL import Image
 from pipeline import BIN, run
@@ -21,15 +22,19 @@ from drn.report.gather import PAPER_DATASETS, SCALES, Verdict, paper, parse_cell
 SECTIONS = (
     "verdicts",
     "table3",
-    "table2",
-    "loss",
+    "ablation-distillation",
+    "ablation-loss",
     "fig2",
     "visual",
     "curves",
     "provenance",
     "other",
 )
-NUMBER_OR_NOT_RUN = re.compile(r"^(?:\*\*)?(\d+\.\d{2} / \d\.\d{4})(?:\*\*)?<br>|^not run<br>")
+NUMBER_OR_NOT_RUN = re.compile(
+    r"^(?:\*\*)?(\d+\.\d{2} / \d\.\d{4})(?:\*\*)?<br>|^not run<br>|^not planned<br>"
+)
+# the small demo's plan: DRN and DRN+, self-ensemble of DRN only
+DEMO_COLUMNS = "| Dataset | Scale | Bicubic | DRN | DRN (self-ensemble) | DRN+ |"
 
 
 @pytest.fixture(scope="module")
@@ -52,34 +57,39 @@ def test_the_report_of_the_demo_run_has_every_section(report):
     html, markdown = report
     for section in SECTIONS:
         assert f'id="{section}"' in html
-    for heading in ("Verdicts", "Table 3", "Table 2", "MAE against MSE", "model size",
-                    "Visual comparisons", "Training curves", "Provenance"):  # fmt: skip
-        assert heading in markdown
-    assert html.count("<img ") == 6  # loss, size, two visuals, two curve figures
+    for heading in ("Verdicts", "Table 3", "Residual distilling blocks on and off (Table 2)",
+                    "MAE (the paper's loss) against MSE", "model size", "Visual comparisons",
+                    "Training curves", "Provenance"):  # fmt: skip
+        assert f"## {heading}" in markdown
+    assert html.count("<img ") == 7  # two ablations, size, two visuals, two curve figures
     assert "Urban100 img_074, x4: not run (" in html  # the third visual's data is not there
 
 
 def test_every_table3_cell_is_a_number_or_not_run(report):
+    assert DEMO_COLUMNS in report[1]
     rows = table3_rows(report[1])
     assert len(rows) == len(PAPER_DATASETS) * len(SCALES)
     for row in rows:
         cells = [c.strip() for c in row.strip("| \n").split("|")[2:]]
-        assert len(cells) == 5
+        assert len(cells) == 4
         for cell in cells:
             assert NUMBER_OR_NOT_RUN.match(cell), cell
 
 
-def test_the_demo_evaluations_are_shown_and_the_verdicts_say_not_run(report):
+def test_the_demo_evaluations_are_shown_and_the_verdicts_say_not_planned(report):
     html, markdown = report
     assert "Other evaluations" in markdown and "| drn | x2 | photos | 2 |" in markdown
-    assert "**DRN x2**: not run" in markdown  # the demo runs no paper dataset
+    assert "**DRN x2**: not planned" in markdown  # the demo evaluates no paper dataset
     assert "not comparable" in markdown  # the demo's ablation is not the paper's Set5 x3 100 epochs
     assert "Curves from" in html and "MLflow" in html
     provenance = markdown.split("## Provenance")[1]
     drn_x2 = next(line for line in provenance.splitlines() if line.startswith("| drn_x2 |"))
     cells = [c.strip() for c in drn_x2.strip("| ").split("|")]
-    assert cells[1] == "6" and cells[2].startswith("CPU (") and cells[3].endswith(" s")
-    assert cells[4] == "none (CPU)" and len(cells[5].strip("`")) == 16 and len(cells[6]) == 32
+    assert cells[1] == "main, ablation"  # also the distillation-drn and loss-l1 run (the same)
+    assert cells[2] == "6" and cells[3].startswith("CPU (") and cells[4].endswith(" s")
+    assert cells[5] == "none (CPU)" and len(cells[6].strip("`")) == 16 and len(cells[7]) == 32
+    distillation = markdown.split("## Residual distilling")[1].split("\n## ")[0]
+    assert "| drn | drn_x2 | " in distillation and "| drn_no_rd | drn_no_rd_x2 | " in distillation
 
 
 def test_the_html_is_self_contained(report):
@@ -135,6 +145,10 @@ def test_a_real_result_fills_its_cell_beside_the_papers(demo_workspace, tmp_path
     workspace = tmp_path / "demo"
     shutil.copytree(demo_workspace, workspace, symlinks=True)
     shutil.copytree(SET5, workspace / "data/Set5")
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["sources"]["Set5"] = {"local": None}  # there already
+    params["evaluation"]["datasets"].append("Set5")  # the plan asks for it: the report shows it
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(workspace, BIN / "drn", "evaluate", "--model", "bicubic", "--hr", "data/Set5",
         "--scale", "2", "--json", "results/eval/bicubic/x2/Set5.json")  # fmt: skip
     run(workspace, BIN / "drn", "report")
