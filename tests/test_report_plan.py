@@ -1,7 +1,7 @@
 """The report takes every label, path, column and run from the plan (drn/plan.py): an ablation
 added only in params.yaml appears with no code change, Table 3's columns are the plan's, and a run
 of the plan not trained yet shows as not run. Fast: fake evaluation JSONs written where the plan
-says, one real checkpoint of a tiny model, no pipeline."""
+says, real checkpoints of tiny models, no pipeline."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+from PIL import Image
 from pipeline import TINY
+from skimage import data
 
 from drn.config import validate_params
 from drn.plan import build_plan
@@ -64,7 +66,7 @@ def fake_checkpoint(path: Path, variant: str) -> None:
 def workspace(tmp_path_factory):
     """The report of params_with_throwaway() in a fresh folder: the JSONs of FAKE written where
     the plan says (on Set5 only, for the Table 3 labels), drn_x2_e0.3
-    trained (a checkpoint), every other run not."""
+    trained (a checkpoint), drn_x2 only a model.pt (for the visual), every other run not."""
     from drn.report import build_report
 
     folder = tmp_path_factory.mktemp("report")
@@ -83,6 +85,10 @@ def workspace(tmp_path_factory):
                 path.write_text(json.dumps(result))
         run = plan.run("drn_x2_e0.3")
         fake_checkpoint(Path(run.directory) / "checkpoints" / "last.pt", run.variant)
+        fake_checkpoint(Path(plan.run("drn_x2").model), "drn")  # a model, no training record
+        photo = data.chelsea()[100:196, 150:246]
+        Path("data/photos").mkdir(parents=True)
+        Image.fromarray(photo).save("data/photos/chelsea.png")
         build_report(params)
     html = (folder / "reports/report.html").read_text()
     markdown = (folder / "reports/report.md").read_text()
@@ -177,7 +183,24 @@ def test_sizes_and_visuals_use_the_plans_models(workspace):
     assert list(ours) == ["DRN (ours)", "DRN+ (ours)"]
     assert ours["DRN (ours)"][1] == "not planned"  # the demo evaluates no Set5 x4
     visuals = section(markdown, "Visual comparisons (Figs. 1, 6, 8)")
-    assert "photos chelsea, x2: not run (data/photos/chelsea.* is not there)." in visuals
+    assert "![photos chelsea, x2, crop 96x96 at (0, 0)](figures/visual1.png)" in visuals
+
+
+def test_a_visual_shows_the_plans_main_model_of_each_variant(workspace, monkeypatch):
+    from drn.report.visuals import comparison
+
+    folder, plan, _, _ = workspace
+    monkeypatch.chdir(folder)
+    params = params_with_throwaway()
+    spec = {"dataset": "photos", "image": "chelsea", "scale": 2}
+    panels = comparison(spec, params, plan, 32, "cpu")["panels"]
+    captions = [caption for caption, _ in panels]
+    assert captions[0] == "HR" and re.fullmatch(r"Bicubic: \d+\.\d\d dB", captions[1])
+    assert re.fullmatch(r"DRN: \d+\.\d\d dB", captions[2])  # runs/drn_x2/model.pt
+    assert captions[3:] == ["DRN+: not run"]  # drn_plus_x2 is in the plan, not trained
+    assert all(pixels.shape[:2] == (32, 32) for _, pixels in panels[:3])
+    at_x3 = comparison({**spec, "scale": 3}, params, plan, 32, "cpu")["panels"]
+    assert [caption for caption, _ in at_x3[2:]] == ["DRN: not planned", "DRN+: not planned"]
 
 
 def test_model_parameters_are_counted_with_params_yamls_sizes():
