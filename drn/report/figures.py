@@ -54,14 +54,16 @@ def curves(series: Sequence[tuple[str, Sequence[Sequence[float]]]], ylabel: str)
 
 
 def crops(panels: Sequence[tuple[str, np.ndarray | None]], title: str) -> bytes:
-    """A row of zoomed crops with their captions; a missing panel says 'not run'."""
+    """A row of zoomed crops with their captions; a missing panel (None) says why, as its caption
+    does after the colon ('DRN+: not planned'), else 'not run'."""
     figure, axes = plt.subplots(1, len(panels), figsize=(2.1 * len(panels), 2.5))
     for axis, (caption, pixels) in zip(np.atleast_1d(axes), panels, strict=True):
         axis.set_xticks([])
         axis.set_yticks([])
         axis.grid(False)
         if pixels is None:
-            axis.text(0.5, 0.5, "not run", ha="center", va="center", transform=axis.transAxes)
+            why = caption.partition(": ")[2] or "not run"
+            axis.text(0.5, 0.5, why, ha="center", va="center", transform=axis.transAxes)
         else:
             axis.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=255,
                         interpolation="nearest")  # fmt: skip
