@@ -1,15 +1,23 @@
-"""Getting the data: resumable, verified downloads; safe extraction; local copies; sample images.
+"""Getting the data: resumable, verified downloads; safe extraction; local copies; sample images;
+MATLAB-exact downscaled copies.
 
-``fetch(name, params)`` fills ``{data}/{name}/`` from one entry of params.yaml's ``sources``,
-all or nothing (it is built beside and renamed into place; a fetch killed mid-way leaves the
-previous folder, or none, and its staging folder is deleted by the next fetch of that source):
+``fetch(name, params)`` (``drn fetch NAME``) fills ``{paths.data}/{name}/`` from one entry of
+params.yaml's ``sources`` or ``downscaled``, all or nothing (it is built beside and renamed into
+place; a fetch killed mid-way leaves the previous folder, or none, and its staging folder is
+deleted by the next fetch of that source). One fetch of a source runs at a time; sources that
+share an archive wait for each other's download of it.
 
-* ``url``: streamed to ``{data}/downloads/`` with a progress bar; an interrupted download resumes
-  with an HTTP Range request; the file is checked against ``sha256`` when params.yaml gives one,
-  otherwise against the checksum recorded in the sources lock file on its first download; only a
-  verified file gets its final name. Then it is extracted.
-* ``local``: a folder (copied) or an archive (extracted), for offline clusters and licensed data.
-* ``skimage``: images that ship inside scikit-image (the offline demo).
+* ``url``: :func:`download` streams it to ``{paths.data}/downloads/`` with a progress bar on a
+  terminal; an interrupted download resumes with an HTTP Range request; the file is checked
+  against ``sha256`` when params.yaml gives one, otherwise against the checksum recorded in the
+  sources lock file (``paths.sources_lock``) on its first download; only a verified file gets its
+  final name, and a verified file already there is not downloaded again. Then :func:`extract`
+  extracts it (only its folder ``member``, if given).
+* ``local``: a folder (copied; its ``member`` subfolder, if given) or an archive (extracted), for
+  offline clusters and licensed data.
+* ``skimage``: images that ship inside scikit-image, written as PNG (the offline demo).
+* ``downscaled.<name>``: every image of the source ``of``, cropped to a multiple of ``scale`` and
+  resized by 1/scale with the MATLAB-exact bicubic resize (``{stem}x{scale}.png``).
 
 Extraction refuses absolute paths, ``..`` and links that leave the target: tar archives through
 the standard library's ``data`` filter, zip archives by checking every member first.
