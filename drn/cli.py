@@ -220,7 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ones merged) and the evaluations, with their files.",
     )  # fmt: skip
     _add_params_option(plan)
-    plan.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    output = plan.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    output.add_argument(
+        "--dvc", action="store_true",
+        help="as the dvc.yaml of its stages (drn plan --dvc > dvc.yaml; never edit it by hand)",
+    )  # fmt: skip
     plan.set_defaults(run=_run_plan)
 
     collect = commands.add_parser(
@@ -353,7 +358,13 @@ def _run_plan(args: argparse.Namespace) -> None:
 
     from drn.plan import build_plan
 
-    plan = build_plan(_params(args.params))
+    params = _params(args.params)
+    plan = build_plan(params)
+    if args.dvc:
+        from drn.dvc_stages import dvc_yaml
+
+        sys.stdout.write(dvc_yaml(params, plan))  # as is: no console markup or wrapping
+        return
     if args.json:
         _say(json.dumps(plan.to_json(), indent=2))
         return
@@ -377,7 +388,7 @@ def _run_plan(args: argparse.Namespace) -> None:
             ", ".join(dict.fromkeys(e.dataset for e in found)), "yes" if ensemble else "",
         )  # fmt: skip
     stdout.print(evaluations)
-    results = Path(_params(args.params)["paths"]["results"])
+    results = Path(params["paths"]["results"])
     _say(f"evaluation JSONs: {results}/eval/LABEL/xSCALE/DATASET.json")
 
 

@@ -1,0 +1,200 @@
+"""dvc.yaml, generated from the plan: ``drn plan --dvc > dvc.yaml``.
+
+This module owns the DVC pipeline: which stages dvc.yaml has, their names, and each stage's
+command, deps, params and outs. They are those of the Snakemake jobs (workflow/, which reads the
+same plan); tests/test_workflow.py compares the two and fails when a committed dvc.yaml differs
+from what this module makes of its params.yaml. No torch here.
+
+**Stages.** ``fetch@SOURCE`` and ``downscale@SOURCE`` for every source the plan needs (the
+report reads their data hashes in dvc.lock by these names), ``prepare@xSCALE`` for every scale
+trained at, ``train-RUN`` for every run of the plan, ``evaluate_bicubic@KEY`` and
+``evaluate@KEY`` for every evaluation (KEY: ``{label}-x{scale}-{dataset}``), ``summary``,
+``report``. A group whose stages all have the same shape is one ``foreach`` over literal items;
+training runs are explicit stages, as each tracks its own list of params (DVC templates strings,
+not lists). DVC accepts a ``.`` in such names (``train-drn_x2_e0.2``; only ``dvc stage add``
+refuses punctuation), so they are the plan's run names unchanged.
+
+**Params.** Each stage tracks the settings that change its output: ``sources.NAME`` (fetch),
+``downscaled.NAME`` (downscale), ``train.data.*`` and ``train.patch`` (prepare), the run's
+:attr:`drn.plan.Run.keys` present in params.yaml (train; DVC refuses a missing one), none
+(evaluate, summary: their commands say it all) and the whole of params.yaml (report: it prints
+params.yaml as used). A key DVC cannot address (a source name holding a ``.``, which DVC would
+read as nesting) is tracked by its parent.
+
+**Outs.** Data and checkpoints (model.pt) are cached; the decoded training cache is tracked but
+not stored; training curves are plots, evaluation JSONs metrics, neither cached.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drn.config import source_path
+from drn.errors import UsageError
+from drn.plan import Evaluation, Plan, Run
+from drn.settings import settings_from_params, training_data
+
+HEADER = """\
+# Generated from the params.yaml beside it by `drn plan --dvc > dvc.yaml` (drn/dvc_stages.py):
+# do not edit it by hand; run that again after changing params.yaml (a test fails while it is
+# stale). The same jobs as workflow/Snakefile, for `dvc repro` and `dvc exp run`.
+"""
+PREPARE_KEYS = ("train.data.hr", "train.data.lr_prefix", "train.data.cache", "train.patch")
+NOT_CACHED = {"cache": False}
+# The templates of the foreach groups: `${key}` is the stage's key, `${item.X}` its item's X.
+FETCH = {"cmd": "drn fetch ${key}", "params": ["${item.params}"], "outs": ["${item.out}"]}
+DOWNSCALE = {**FETCH, "deps": ["${item.of}"]}
+EVALUATE_BICUBIC = {
+    "cmd": "${item.cmd}",
+    "deps": ["${item.hr}"],
+    "metrics": [{"${item.json}": NOT_CACHED}],
+}
+EVALUATE = {**EVALUATE_BICUBIC, "deps": ["${item.model}", "${item.hr}"]}
+
+
+def dvc_yaml(params: dict[str, Any], plan: Plan) -> str:
+    """The text of dvc.yaml for ``params`` (validated) and its ``plan``."""
+    stages: dict[str, Any] = {}
+    fetched, derived = _needed_sources(params, plan)
+    if fetched:
+        items = {
+            n: {"params": _param_key("sources", n), "out": _source(params, n)} for n in fetched
+        }
+        stages["fetch"] = {"foreach": items, "do": FETCH}
+    if derived:
+        items = {
+            name: {
+                "params": _param_key("downscaled", name),
+                "of": _source(params, params["downscaled"][name]["of"]),
+                "out": _source(params, name),
+            }
+            for name in derived
+        }
+        stages["downscale"] = {"foreach": items, "do": DOWNSCALE}
+    stages["prepare"] = _prepare(params, sorted({run.scale for run in plan.runs}))
+    stages.update((f"train-{run.name}", _train(params, run)) for run in plan.runs)
+    bicubic = [e for e in plan.evaluations if e.run is None]
+    models = [e for e in plan.evaluations if e.run is not None]
+    for group, template, found in (("evaluate_bicubic", EVALUATE_BICUBIC, bicubic),
+                                   ("evaluate", EVALUATE, models)):  # fmt: skip
+        if found:
+            stages[group] = {"foreach": _evaluations(params, plan, found), "do": template}
+    results, reports = params["paths"]["results"], params["paths"]["reports"]
+    summary = [f"{results}/summary.md", f"{results}/summary.json"]
+    evaluations = [e.path for e in plan.evaluations]
+    stages["summary"] = {
+        "cmd": "drn collect",
+        "deps": evaluations,
+        "outs": [{path: NOT_CACHED} for path in summary],
+    }
+    stages["report"] = {
+        "cmd": "drn report",
+        "deps": [*summary, *evaluations, *(run.model for run in plan.runs)],
+        "params": [{"params.yaml": None}],  # all of it: the report prints params.yaml as used
+        "outs": [{f"{reports}/report.{kind}": NOT_CACHED} for kind in ("html", "md")],
+    }
+    text = yaml.dump({"stages": stages}, Dumper=_Dumper, sort_keys=False, width=1000)
+    return HEADER + re.sub(r"(?<!stages:)\n(  \S)", r"\n\n\1", text)  # a blank line between stages
+
+
+def _train(params: dict[str, Any], run: Run) -> dict[str, Any]:
+    settings = settings_from_params(params, run.variant, run.scale, run.epochs, run.loss, run.seed)
+    gpus = params["resources"]["train"]["gpu"]
+    return {
+        "cmd": f"drn train --run {run.name} --gpus {gpus} --if-changed restart",
+        "deps": [settings.cache, *([settings.val_hr] if settings.val_hr else [])],
+        "params": [key for key in run.keys if _present(params, key)],
+        "outs": [run.model],
+        "plots": [
+            {f"{run.directory}/train_curve.csv": {"x": "step", "y": "loss", **NOT_CACHED}},
+            {f"{run.directory}/val_curve.csv": {"x": "step", "y": "psnr", **NOT_CACHED}},
+        ],
+    }
+
+
+def _needed_sources(params: dict[str, Any], plan: Plan) -> tuple[list[str], list[str]]:
+    """(sources, downscaled sources) that the plan reads, in params.yaml's order, as Snakemake
+    fetches only those its jobs need."""
+    wanted = {e.dataset for e in plan.evaluations}
+    for scale in {run.scale for run in plan.runs}:
+        hr, lr, _, _ = training_data(params, scale)
+        wanted.update(Path(path).name for path in (hr, lr) if path)  # {paths.data}/NAME
+    validation = params["train"]["validation"]["source"]
+    if validation:
+        wanted.add(validation)
+    downscaled = params.get("downscaled") or {}
+    pending = [name for name in wanted if name in downscaled]
+    while pending:  # a downscaled source needs the one it is made of
+        of = downscaled[pending.pop()]["of"]
+        if of not in wanted:
+            wanted.add(of)
+            pending.extend([of] if of in downscaled else [])
+    return [n for n in params["sources"] if n in wanted], [n for n in downscaled if n in wanted]
+
+
+def _prepare(params: dict[str, Any], scales: list[int]) -> dict[str, Any]:
+    items = {}
+    for scale in scales:
+        hr, lr, cache, _ = training_data(params, scale)
+        items[f"x{scale}"] = {
+            "scale": scale,
+            "hr": hr,
+            "cache": cache,
+            **({"lr": lr} if lr else {}),
+        }
+    has_lr = bool(params["train"]["data"]["lr_prefix"])  # every scale's LR, or none
+    template = {
+        "cmd": "drn prepare --scale ${item.scale}",
+        "deps": ["${item.hr}", *(["${item.lr}"] if has_lr else [])],
+        "params": [key for key in PREPARE_KEYS if _present(params, key)],
+        "outs": [{"${item.cache}": NOT_CACHED}],
+    }
+    return {"foreach": items, "do": template}
+
+
+def _evaluations(params: dict[str, Any], plan: Plan, found: list[Evaluation]) -> dict[str, Any]:
+    """The items of evaluation stages, keyed ``{label}-x{scale}-{dataset}``."""
+    items: dict[str, Any] = {}
+    for e in found:
+        key = f"{e.label}-x{e.scale}-{e.dataset}"
+        if key in items:
+            raise UsageError(f"dvc.yaml: two evaluations would be stage {key}; rename a source")
+        model, hr = plan.run(e.run).model if e.run else None, _source(params, e.dataset)
+        cmd = (
+            f"drn evaluate --model {model or 'bicubic'} --hr {hr} --scale {e.scale} "
+            f"--json {e.path}{' --self-ensemble' if e.self_ensemble else ''}"
+        )
+        items[key] = {"cmd": cmd, **({"model": model} if model else {}), "hr": hr, "json": e.path}
+    return items
+
+
+def _source(params: dict[str, Any], name: str) -> str:
+    return str(source_path(params, name))
+
+
+def _param_key(group: str, name: str) -> str:
+    """``group.name``, or ``group`` where the name holds a dot (DVC would read it as nesting)."""
+    return group if "." in name else f"{group}.{name}"
+
+
+def _present(params: dict[str, Any], key: str) -> bool:
+    value: Any = params
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+class _Dumper(yaml.SafeDumper):
+    """Lists indented under their key, as people write dvc.yaml; no YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, False)
