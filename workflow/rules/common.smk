@@ -1,58 +1,59 @@
-"""Names, paths and resources shared by the rules, all derived from params.yaml by drn."""
+"""The plan of params.yaml (drn/plan.py: every run and evaluation, their names and files), and
+the paths and scheduler resources the rules share."""
 
-from drn.config import validate_params
+import re
+
+from drn.config import source_path, validate_params
+from drn.plan import BICUBIC, build_plan, eval_path, run_directory
 from drn.settings import result_settings, settings_from_params
 
 validate_params(config, "params.yaml")
+PLAN = build_plan(config)
 
 DATA = config["paths"]["data"]
 RESULTS = config["paths"]["results"]
-RUNS = config["paths"]["runs"]
+LOGS = f"{RESULTS}/logs"
 CACHE = config["train"]["data"]["cache"]
 SUMMARY = [f"{RESULTS}/summary.md", f"{RESULTS}/summary.json"]
 REPORTS = config["paths"]["reports"]
 REPORT = [f"{REPORTS}/report.html", f"{REPORTS}/report.md"]
 ENV = "../../environment.yml"
-EVALUATION = config["evaluation"]
-DISTILLATION = config["ablations"]["distillation"]
-LOSS = config["ablations"]["loss"]
 DOWNSCALED = config["downscaled"] or {}
+RUN = run_directory(config, "{run}")  # a run's directory, for the plan's run names
 
 
 def alternatives(names):
     """A wildcard constraint that accepts exactly these names."""
-    return "|".join(sorted(str(n) for n in names)) or "(?!)"
+    return "|".join(sorted(re.escape(str(n)) for n in set(names))) or "(?!)"
 
 
 wildcard_constraints:
     source=alternatives(config["sources"]),
     derived=alternatives(DOWNSCALED),
-    model=alternatives(EVALUATION["models"]),
-    ablated=alternatives(DISTILLATION["models"]),
-    loss=alternatives(LOSS["losses"]),
-    dataset=alternatives(set(EVALUATION["datasets"]) | {DISTILLATION["dataset"], LOSS["dataset"]}),
+    run=alternatives(run.name for run in PLAN.runs),
+    label=alternatives(e.label for e in PLAN.evaluations if e.run),
+    dataset=alternatives(e.dataset for e in PLAN.evaluations),
     scale=r"\d+",
 
 
 def source_dir(name):
-    return f"{DATA}/{name}"
+    return str(source_path(config, name))
 
 
-def eval_json(label, scale="{scale}", dataset="{dataset}"):
-    """Where every evaluation writes its `drn score` JSON."""
-    return f"{RESULTS}/eval/{label}/x{scale}/{dataset}.json"
+def run_settings(name):
+    """The settings of the plan's run `name`, as `drn train --run` resolves them."""
+    run = PLAN.run(name)
+    return settings_from_params(config, run.variant, run.scale, run.epochs, run.loss, run.seed)
 
 
-def train_inputs(scale):
-    inputs = {"cache": f"{CACHE}/x{scale}"}
-    if config["train"]["validation"]["source"]:
-        inputs["validation"] = source_dir(config["train"]["validation"]["source"])
-    return inputs
+def train_inputs(wildcards):
+    """What a run reads: its scale's training cache and the validation source, if any."""
+    settings = run_settings(wildcards.run)
+    return {"cache": settings.cache, **({"validation": settings.val_hr} if settings.val_hr else {})}
 
 
-def settings_of(model, scale, epochs=None, loss=None):
-    """What a training run computes from: Snakemake reruns the job when it changes."""
-    return result_settings(settings_from_params(config, model, int(scale), epochs, loss))
+def evaluated(wildcards):
+    return PLAN.evaluation(wildcards.label, wildcards.scale, wildcards.dataset)
 
 
 def gpu_job(kind):
@@ -88,21 +89,3 @@ def job_threads(kind):
 
 def gpus(kind):
     return config["resources"][kind]["gpu"]
-
-
-def all_evaluations():
-    scales, datasets = EVALUATION["scales"], EVALUATION["datasets"]
-    jsons = [eval_json("bicubic", s, d) for s in scales for d in datasets]
-    jsons += [eval_json(m, s, d) for m in EVALUATION["models"] for s in scales for d in datasets]
-    jsons += [
-        eval_json(f"{m}-ensemble", s, d)
-        for m in EVALUATION["ensemble_models"]
-        for s in scales
-        for d in datasets
-    ]
-    jsons += [
-        eval_json(f"table2-{m}", DISTILLATION["scale"], DISTILLATION["dataset"])
-        for m in DISTILLATION["models"]
-    ]
-    jsons += [eval_json(f"loss-{l}", LOSS["scale"], LOSS["dataset"]) for l in LOSS["losses"]]
-    return jsons

@@ -1,17 +1,17 @@
-"""Evaluation under the standard protocol (Y PSNR/SSIM, shave = scale, MATLAB-exact LR); every
-evaluation writes {results}/eval/{label}/x{scale}/{dataset}.json."""
+"""Evaluation under the standard protocol (Y PSNR/SSIM, shave = scale, MATLAB-exact LR): every
+evaluation of the plan writes its JSON (the plan's path), then the summary and the report."""
 
 
 rule evaluate_bicubic:
     input:
         hr=lambda w: source_dir(w.dataset),
     output:
-        eval_json("bicubic"),
+        eval_path(config, BICUBIC, "{scale}", "{dataset}"),
     threads: job_threads("fetch")
     resources:
         **cpu_job("fetch"),
     log:
-        f"{RESULTS}/logs/evaluate/bicubic_x{{scale}}_{{dataset}}.log",
+        f"{LOGS}/evaluate/{BICUBIC}_x{{scale}}_{{dataset}}.log",
     conda:
         ENV
     shell:
@@ -21,86 +21,34 @@ rule evaluate_bicubic:
 
 rule evaluate:
     input:
-        model=f"{RUNS}/{{model}}_x{{scale}}/model.pt",
+        model=lambda w: PLAN.run(evaluated(w).run).model,
         hr=lambda w: source_dir(w.dataset),
     output:
-        eval_json("{model}"),
+        eval_path(config, "{label}", "{scale}", "{dataset}"),
+    params:
+        ensemble=lambda w: " --self-ensemble" if evaluated(w).self_ensemble else "",
     threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:
-        f"{RESULTS}/logs/evaluate/{{model}}_x{{scale}}_{{dataset}}.log",
+        f"{LOGS}/evaluate/{{label}}_x{{scale}}_{{dataset}}.log",
     conda:
         ENV
     shell:
         "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-        "--json {output} > {log} 2>&1"
-
-
-rule evaluate_ensemble:
-    input:
-        model=f"{RUNS}/{{model}}_x{{scale}}/model.pt",
-        hr=lambda w: source_dir(w.dataset),
-    output:
-        eval_json("{model}-ensemble"),
-    threads: job_threads("evaluate")
-    resources:
-        **gpu_job("evaluate"),
-    log:
-        f"{RESULTS}/logs/evaluate/{{model}}-ensemble_x{{scale}}_{{dataset}}.log",
-    conda:
-        ENV
-    shell:
-        "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-        "--json {output} --self-ensemble > {log} 2>&1"
-
-
-rule evaluate_distillation_ablation:
-    input:
-        model=f"{RUNS}/ablations/distillation/{{ablated}}_x{{scale}}/model.pt",
-        hr=lambda w: source_dir(w.dataset),
-    output:
-        eval_json("table2-{ablated}"),
-    threads: job_threads("evaluate")
-    resources:
-        **gpu_job("evaluate"),
-    log:
-        f"{RESULTS}/logs/evaluate/table2-{{ablated}}_x{{scale}}_{{dataset}}.log",
-    conda:
-        ENV
-    shell:
-        "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-        "--json {output} > {log} 2>&1"
-
-
-rule evaluate_loss_ablation:
-    input:
-        model=f"{RUNS}/ablations/loss/{{loss}}_x{{scale}}/model.pt",
-        hr=lambda w: source_dir(w.dataset),
-    output:
-        eval_json("loss-{loss}"),
-    threads: job_threads("evaluate")
-    resources:
-        **gpu_job("evaluate"),
-    log:
-        f"{RESULTS}/logs/evaluate/loss-{{loss}}_x{{scale}}_{{dataset}}.log",
-    conda:
-        ENV
-    shell:
-        "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-        "--json {output} > {log} 2>&1"
+        "--json {output}{params.ensemble} > {log} 2>&1"
 
 
 rule summary:
     input:
-        all_evaluations(),
+        [e.path for e in PLAN.evaluations],
     output:
         SUMMARY,
     threads: job_threads("fetch")
     resources:
         **cpu_job("fetch"),
     log:
-        f"{RESULTS}/logs/summary.log",
+        f"{LOGS}/summary.log",
     conda:
         ENV
     shell:
@@ -110,17 +58,17 @@ rule summary:
 rule report:
     input:
         SUMMARY,
-        all_evaluations(),
-        [f"{RUNS}/{m}_x{s}/model.pt" for m in EVALUATION["models"] for s in EVALUATION["scales"]],
+        [e.path for e in PLAN.evaluations],
+        [run.model for run in PLAN.runs],  # visuals (main runs), curves and provenance (all)
     output:
         REPORT,
     params:
-        report=config["report"],
+        settings=config,  # all of them: the report prints params.yaml as used
     threads: job_threads("evaluate")
     resources:
         **gpu_job("evaluate"),
     log:
-        f"{RESULTS}/logs/report.log",
+        f"{LOGS}/report.log",
     conda:
         ENV
     shell:
