@@ -11,6 +11,10 @@ from pathlib import Path
 import yaml
 from conftest import REPO
 
+from drn.config import validate_params
+from drn.dvc_stages import dvc_yaml
+from drn.plan import build_plan
+
 BIN = Path(sys.executable).parent
 TINY = {"channels": 8, "block_channels": 8, "distill": 4, "blocks": 1, "groups": 1}
 
@@ -33,12 +37,15 @@ def run(cwd, *command, env=None, check=True):
     return done.stdout + done.stderr
 
 
-def project(tmp_path, params):
-    """A workspace with the workflow, dvc.yaml, environment.yml and the given params.yaml."""
+def project(tmp_path, params, dvc=True):
+    """A workspace with the workflow, environment.yml, the given params.yaml and the dvc.yaml
+    generated from it (`dvc`; a test of settings that fail validation asks for none)."""
     shutil.copytree(REPO / "workflow", tmp_path / "workflow")
-    for name in ("dvc.yaml", "environment.yml"):
-        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copy(REPO / "environment.yml", tmp_path / "environment.yml")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if dvc:
+        validate_params(params)
+        (tmp_path / "dvc.yaml").write_text(dvc_yaml(params, build_plan(params)))
     return tmp_path
 
 

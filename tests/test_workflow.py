@@ -1,8 +1,9 @@
-"""The workflow: the paper's DAG, the same pipeline in DVC, the demo end to end with Snakemake,
-with DVC (cached reruns) and on a real Slurm cluster."""
+"""The workflow: the paper's DAG, dvc.yaml generated from the plan with the same jobs, the demo
+end to end with Snakemake, with DVC (cached reruns) and on a real Slurm cluster."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -14,14 +15,23 @@ from conftest import REPO
 from pipeline import BIN, project, run, small_demo
 from slurm_cluster import SlurmCluster, missing
 
-pytestmark = pytest.mark.slow  # Snakemake and DVC runs
+from drn.cli import main
+from drn.dvc_stages import dvc_yaml
+from drn.plan import build_plan
+from drn.settings import result_settings, settings_from_params
 
+slow = pytest.mark.slow  # Snakemake and DVC runs
+
+# The paper's plan (drn plan): 10 training runs (drn and drn_plus at x2, x3, x4; the ablations'
+# drn_x3_e100, drn_no_rd_x3_e100, drn_x2_e100, drn_x2_e100_l2) and 79 evaluations (15 bicubic;
+# 60 of the main runs: 2 models and their self-ensembles x 3 scales x 5 datasets; 4 ablation
+# arms). Before the plan: train 6 + train_distillation_ablation 2 + train_loss_ablation 2, and
+# evaluate 30 + evaluate_ensemble 30 + evaluate_distillation_ablation 2 + evaluate_loss_ablation 2.
 PAPER_JOBS = {
-    "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 6,
-    "train_distillation_ablation": 2, "train_loss_ablation": 2, "evaluate": 30,
-    "evaluate_ensemble": 30, "evaluate_distillation_ablation": 2, "evaluate_loss_ablation": 2,
+    "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 10, "evaluate": 64,
     "summary": 1, "report": 1, "all": 1,
 }  # fmt: skip
+CONFIGS = ["params.yaml", "demo/params.yaml"]
 
 
 def dry_run(cwd):
@@ -53,13 +63,15 @@ def dvc_stages(cwd):
     ]
 
 
+@slow
 def test_the_paper_dag_plans_every_expected_job(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     counts, _ = dry_run(project(tmp_path, params))
     assert counts == PAPER_JOBS
 
 
-@pytest.mark.parametrize("config", ["params.yaml", "demo/params.yaml"])
+@slow
+@pytest.mark.parametrize("config", CONFIGS)
 def test_dvc_yaml_declares_the_snakemake_stages_commands_and_outputs(tmp_path, config):
     params = yaml.safe_load((REPO / config).read_text())
     workspace = project(tmp_path, params)
@@ -67,23 +79,165 @@ def test_dvc_yaml_declares_the_snakemake_stages_commands_and_outputs(tmp_path, c
     assert dvc_stages(workspace) == [(command, outputs) for command, outputs in jobs]
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_committed_dvc_yaml_is_the_one_drn_plan_generates(config, capsys):
+    """dvc.yaml and demo/dvc.yaml are generated from the params.yaml beside them: a change of the
+    plan (or of drn/dvc_stages.py) that was not followed by `drn plan --dvc > dvc.yaml` fails."""
+    assert main(["plan", "--params", str(REPO / config), "--dvc"]) == 0
+    generated = capsys.readouterr().out
+    committed = REPO / config.replace("params.yaml", "dvc.yaml")
+    assert not committed.is_symlink()
+    assert committed.read_text() == generated, f"stale: run drn plan --dvc > {committed.name}"
+
+
+def lookup(params, key):
+    for part in key.split("."):
+        params = params[part]
+    return params
+
+
+def changed(params, key):
+    """Another valid value for the setting `key` of `params`."""
+    value = lookup(params, key)
+    if key == "train.loss":
+        return "l2" if value == "l1" else "l1"
+    if key == "train.compile":
+        return "off" if value != "off" else "default"
+    if key in ("train.data.hr", "train.validation.source"):
+        return next(name for name in params["sources"] if name != value)
+    if key == "train.data.lr_prefix":
+        return None  # LR made from HR
+    if key.startswith("ablations.") and key.endswith(".model"):
+        return next(name for name in params["models"] if name != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value * 2 + 1
+    if value is None:
+        return "runs/elsewhere/model.pt"  # init_from
+    if isinstance(value, str):
+        return f"{value}_elsewhere"  # the cache folder
+    if isinstance(value, dict):  # a model's sizes
+        return {**value, "blocks": value.get("blocks", 9) + 1}
+    if all(isinstance(v, float) for v in value):  # betas
+        return [v / 2 for v in value]
+    return []  # an ablation's arms: none
+
+
+def with_setting(params, key, value):
+    params = copy.deepcopy(params)
+    *parents, last = key.split(".")
+    lookup(params, ".".join(parents))[last] = value
+    return params
+
+
+def computes(params, planned_run):
+    """What a run of the plan computes under these settings (its result settings)."""
+    r = planned_run
+    return result_settings(
+        settings_from_params(params, r.variant, r.scale, r.epochs, r.loss, r.seed)
+    )
+
+
+def planned(params, name):
+    """What the plan of `params` makes of the run `name`: what it computes, why (roles) and for
+    which evaluations; None: no such run."""
+    plan = build_plan(params)
+    if name not in {r.name for r in plan.runs}:
+        return None
+    used = sorted((e.label, e.scale, e.dataset) for e in plan.evaluations if e.run == name)
+    return computes(params, plan.run(name)), plan.run(name).roles, used
+
+
+def settings_keys(tree, prefix):
+    """Every setting under `prefix` (a list is one setting)."""
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from settings_keys(value, f"{prefix}.{key}")
+        else:
+            yield f"{prefix}.{key}"
+
+
+def has(params, key):
+    try:
+        lookup(params, key)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("config", [*CONFIGS, "small demo"])
+def test_each_training_stage_tracks_exactly_the_settings_that_change_its_run(config):
+    if config == "small demo":
+        params = small_demo()
+        params["train"]["init_from"] = {"x2": None}  # no train.init_from.x3: DVC refuses it
+    else:
+        params = yaml.safe_load((REPO / config).read_text())
+    plan = build_plan(params)
+    stages = yaml.safe_load(dvc_yaml(params, plan))["stages"]
+    trained = {n.removeprefix("train-"): s for n, s in stages.items() if n.startswith("train-")}
+    assert list(trained) == [r.name for r in plan.runs]
+    assert all(s["cmd"] == f"drn train --run {n} --gpus {params['resources']['train']['gpu']} "
+               "--if-changed restart" for n, s in trained.items())  # fmt: skip
+    if config == "small demo":
+        assert "train.init_from.x3" in plan.run("drn_x3").keys
+    for planned_run in plan.runs:
+        name, tracked = planned_run.name, trained[planned_run.name]["params"]
+        assert tracked == [key for key in planned_run.keys if has(params, key)]
+        for key in tracked:  # each changes what the run computes, which run it is, or its use
+            assert planned(with_setting(params, key, changed(params, key)), name) != (
+                planned(params, name)
+            ), f"{name}: {key}"
+        others = [
+            key
+            for key in settings_keys(params["train"], "train")
+            if not any(key == k or key.startswith(f"{k}.") for k in tracked)
+        ]
+        assert "train.checkpoint_every" in others and "train.workers" in others
+        for key in others:  # no other training setting changes what it computes
+            assert computes(with_setting(params, key, changed(params, key)), planned_run) == (
+                computes(params, planned_run)
+            ), f"{name}: {key}"
+
+
+@slow
 def test_the_workflow_is_lint_clean():
     assert "Congratulations" in run(REPO, BIN / "snakemake", "--lint", "--directory", "demo")
 
 
+@slow
 def test_a_bad_setting_stops_the_run_before_any_job_naming_the_key(tmp_path):
     params = small_demo()
     params["evaluation"]["scales"] = [2, "four"]
-    out = run(project(tmp_path, params), BIN / "snakemake", "-n", "--cores", "1", check=False)
+    out = run(
+        project(tmp_path, params, dvc=False), BIN / "snakemake", "-n", "--cores", "1", check=False
+    )
     assert "evaluation.scales.1: 'four' is not of type 'integer'" in out
     assert "Shell command" not in out and not (tmp_path / "results").exists()
 
 
+@slow
 def test_an_unknown_source_in_a_setting_is_named(tmp_path):
     params = small_demo()
     params["evaluation"]["datasets"] = ["photos", "Set6"]
-    out = run(project(tmp_path, params), BIN / "snakemake", "-n", "--cores", "1", check=False)
+    out = run(
+        project(tmp_path, params, dvc=False), BIN / "snakemake", "-n", "--cores", "1", check=False
+    )
     assert "evaluation.datasets: unknown source 'Set6'" in out
+
+
+# The small demo's plan (pipeline.small_demo): its ablations train as long as the main runs, so
+# the distillation arm drn and the loss arm l1 are the main run drn_x2, and the arm drn_no_rd is
+# drn_no_rd_x2 (train.epochs.drn_no_rd): 6 runs, not the 8 trainings of one job per use.
+SMALL_DEMO_RUNS = {
+    "drn_x2": "main,ablation", "drn_x3": "main", "drn_plus_x2": "main", "drn_plus_x3": "main",
+    "drn_no_rd_x2": "ablation", "drn_x2_l2": "ablation",
+}  # fmt: skip
+
+
+def test_the_small_demo_plans_the_runs_the_end_to_end_tests_expect():
+    runs = build_plan(small_demo()).runs
+    assert {run.name: ",".join(run.roles) for run in runs} == SMALL_DEMO_RUNS
 
 
 def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
@@ -92,8 +246,8 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
     labels = {(r["label"], r["scale"]) for r in rows}
     assert labels == {
         ("bicubic", 2), ("bicubic", 3), ("drn", 2), ("drn", 3), ("drn_plus", 2), ("drn_plus", 3),
-        ("drn-ensemble", 2), ("drn-ensemble", 3), ("table2-drn", 2), ("table2-drn_no_rd", 2),
-        ("loss-l1", 2), ("loss-l2", 2),
+        ("drn-ensemble", 2), ("drn-ensemble", 3), ("distillation-drn", 2),
+        ("distillation-drn_no_rd", 2), ("loss-l1", 2), ("loss-l2", 2),
     }  # fmt: skip
     assert all(r["images"] == 2 and r["dataset"] == "photos" for r in rows)
     curve = (workspace / "runs/drn_x3/val_curve.csv").read_text().splitlines()
@@ -107,8 +261,9 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
     client = MlflowClient(f"sqlite:///{workspace}/mlflow.db")
     experiment = client.get_experiment_by_name("drn-repro-demo")
     runs = client.search_runs([experiment.experiment_id])
-    names = ["drn_x2", "drn_x3", "drn_plus_x2", "drn_plus_x3", "drn_x2", "drn_no_rd_x2"]
-    assert sorted(r.info.run_name for r in runs) == sorted([*names, "l1_x2", "l2_x2"])
+    # one MLflow run per run of the plan, named as it, tagged with its roles
+    assert sorted(r.info.run_name for r in runs) == sorted(SMALL_DEMO_RUNS)
+    assert {r.info.run_name: r.data.tags.get("role") for r in runs} == SMALL_DEMO_RUNS
     assert all(r.info.status == "FINISHED" for r in runs)
 
     # nothing left to do; a change of one scale's setting replans only that scale's jobs
@@ -121,20 +276,22 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
         counts, _ = dry_run(workspace)
     finally:
         (workspace / "params.yaml").write_text(original)
-    assert counts == {
-        "train": 2, "evaluate": 2, "evaluate_ensemble": 1, "summary": 1, "report": 1, "all": 1,
-    }  # fmt: skip
+    # drn_x3 and drn_plus_x3, then drn, drn-ensemble and drn_plus at x3 (no ablation is at x3)
+    assert counts == {"train": 2, "evaluate": 3, "summary": 1, "report": 1, "all": 1}
 
 
 def ran_stages(output):
     return sorted(re.findall(r"Running stage '([^']+)'", output))
 
 
+@slow
 def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path):
     workspace = project(tmp_path, small_demo())
     run(workspace, BIN / "dvc", "init", "--no-scm", "--quiet")
     first = run(workspace, BIN / "dvc", "repro")
-    assert len(ran_stages(first)) == 28  # every stage: the 29 Snakemake jobs but `all`
+    # every stage: the 27 Snakemake jobs but `all` (2 fetch, 2 downscale, 2 prepare, 6 train,
+    # 2 bicubic and 10 model evaluations, summary, report)
+    assert len(ran_stages(first)) == 26
     rows = json.loads((workspace / "results/summary.json").read_text())
     assert len(rows) == 12
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
@@ -146,13 +303,14 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
     params["train"]["init_from"]["x3"] = "runs/drn_x2/model.pt"
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(run(workspace, BIN / "dvc", "repro")) == [
-        "evaluate@drn-3-photos", "evaluate@drn_plus-3-photos", "evaluate_ensemble@drn-3-photos",
-        "report", "summary", "train@drn-3", "train@drn_plus-3",
+        "evaluate@drn-ensemble-x3-photos", "evaluate@drn-x3-photos", "evaluate@drn_plus-x3-photos",
+        "report", "summary", "train-drn_plus_x3", "train-drn_x3",
     ]  # fmt: skip
     replaced = [p.name for p in (workspace / "runs").iterdir() if ".replaced-" in p.name]
-    assert sorted(r.split(".")[0] for r in replaced) == ["drn_plus_x3", "drn_x3"]  # set aside
+    assert sorted(r.split(".replaced-")[0] for r in replaced) == ["drn_plus_x3", "drn_x3"]
 
 
+@slow
 def test_dvc_exp_run_with_a_changed_setting(tmp_path):
     params = small_demo()
     params["evaluation"].update(scales=[2], models=["drn"], ensemble_models=[])
@@ -167,8 +325,9 @@ def test_dvc_exp_run_with_a_changed_setting(tmp_path):
     run(workspace, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline")
     out = run(workspace, BIN / "dvc", "exp", "run", "-S", "train.optimizer.lr=0.001")
     assert "Ran experiment" in out
-    settings = json.loads((workspace / "runs/drn_x2/settings.json").read_text())
-    assert settings["learning_rate"] == 0.001
+    for name in ("drn_x2", "drn_no_rd_x2", "drn_x2_l2"):  # every run of the plan
+        settings = json.loads((workspace / f"runs/{name}/settings.json").read_text())
+        assert settings["learning_rate"] == 0.001
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +344,7 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
+@slow
 def test_the_demo_dag_with_the_slurm_profile_on_a_real_cluster(tmp_path, slurm):
     params = small_demo()
     params["evaluation"].update(scales=[2])
@@ -199,7 +359,9 @@ def test_the_demo_dag_with_the_slurm_profile_on_a_real_cluster(tmp_path, slurm):
     )  # fmt: skip
     assert "100%) done" in out
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
-    assert len(submitted) == 20  # every job but `all` ran as a Slurm job
+    # every job but `all` ran as a Slurm job: 2 fetch, 1 downscale, 1 prepare, 4 train (drn_x2,
+    # drn_plus_x2, drn_no_rd_x2, drn_x2_l2), 1 bicubic and 7 model evaluations, summary, report
+    assert len(submitted) == 18
     rows = json.loads((workspace / "results/summary.json").read_text())
     assert len(rows) == 8
     for job in submitted:  # Slurm ran them (it remembers finished jobs for MinJobAge)
