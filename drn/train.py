@@ -3,17 +3,24 @@
 ``train(settings, run_dir)`` trains one model at one scale. Its run directory holds
 ``checkpoints/last.pt`` (every ``checkpoint_every`` iterations and on SIGTERM/SIGUSR1),
 ``checkpoints/best.pt`` (best validation PSNR), ``settings.json``, ``train.log`` (what every
-attempt printed, appended) and, once finished, ``model.pt`` (the final weights). Calling it
-again on the same directory resumes: model, optimizer, scheduler, step, RNG states and (by
-construction, see :mod:`drn.dataset`) the data order, so an interrupted and resumed run ends
-with the weights of an uninterrupted one.
+attempt printed, appended), ``train_curve.csv`` and ``val_curve.csv`` and, once finished,
+``model.pt`` (the final weights). Calling it again on the same directory resumes: model,
+optimizer, scheduler, step, RNG states and (by construction, see :mod:`drn.dataset`) the data
+order, so an interrupted and resumed run ends with the weights of an uninterrupted one.
 
 Recipe (params.yaml ``train``): Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs, L1 loss
 (L2 selectable), batch 16 of 48x48 LR patches, where an epoch is 1000 iterations as in
 EDSR-PyTorch, whose defaults the paper's settings match.
 
+Validation scores the first ``train.validation.images`` images as ``drn evaluate`` does
+(:func:`drn.evaluate.lr_of`, :func:`drn.inference.upscale_image`, :func:`drn.evaluate.score_image`):
+the same model gives the same numbers either way.
+
 Under ``torchrun`` it trains with DistributedDataParallel: the global batch stays ``batch``
 (split over the ranks), rank 0 validates, checkpoints and logs.
+
+One attempt is a :class:`_Run` (restore, log, data, tracking, compiled model; then a training
+step, logging, validation, checkpoints, finishing); :func:`train` drives its loop.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,14 +44,17 @@ import torch.distributed as dist
 from torch import nn
 
 from drn.checkpoint import load_checkpoint, save_checkpoint
-from drn.data import atomic_write, list_images, modcrop, read_image, write_image
+from drn.data import atomic_write, list_images, read_image, write_image
 from drn.dataset import PatchDataset, StepSampler, build_cache, patch_loader
 from drn.errors import UsageError
-from drn.imresize import imresize
-from drn.inference import super_resolve, to_tensor, to_uint8
-from drn.metrics import luma, psnr, shave, ssim
+from drn.evaluate import ImageScore, SetScore, lr_of, score_image
+from drn.inference import upscale_image
 from drn.models import build_model
+from drn.progress import TrainingReporter
 from drn.settings import RESUMABLE_CHANGES, TrainSettings
+
+if TYPE_CHECKING:
+    from drn.tracking import Tracker
 
 LOSSES = {"l1": nn.functional.l1_loss, "l2": nn.functional.mse_loss}
 
@@ -123,19 +134,26 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _seed(settings: TrainSettings) -> None:
+    if settings.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not settings.deterministic
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed)
+    random.seed(settings.seed)
+
+
 # ---------------------------------------------------------------- validation
 
 
 def load_validation(settings: TrainSettings) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, HR cropped to the scale, its MATLAB-bicubic LR) for the first validation images."""
+    """(name, HR cropped to the scale, its MATLAB-bicubic LR) for the first validation images:
+    :func:`drn.evaluate.lr_of`, as ``drn evaluate`` makes them."""
     if not settings.val_hr or settings.val_images <= 0:
         return []
-    images = []
-    for path in list_images(settings.val_hr, "train.validation.hr")[: settings.val_images]:
-        hr = modcrop(read_image(path), settings.scale)
-        hr = np.repeat(hr[:, :, None], 3, axis=2) if hr.ndim == 2 else hr
-        images.append((path.stem, hr, imresize(hr, 1 / settings.scale)))
-    return images
+    paths = list_images(settings.val_hr, "train.validation.hr")[: settings.val_images]
+    return [(path.stem, *lr_of(read_image(path), settings.scale)) for path in paths]
 
 
 def validate(
@@ -144,79 +162,21 @@ def validate(
     scale: int,
     device: torch.device,
     save_dir: Path | None = None,
-) -> tuple[float, float]:
-    """Mean Y PSNR/SSIM (shave = scale) of the model's uint8 SR of the validation images."""
+) -> SetScore:
+    """Y PSNR/SSIM (shave = scale) of the model's uint8 SR of the validation images, made and
+    scored as ``drn evaluate`` does (:func:`drn.evaluate.evaluate_model`)."""
     model.eval()
     scores = []
     for name, hr, lr in images:
-        sr = to_uint8(super_resolve(model, to_tensor(lr, device), scale))
+        sr = upscale_image(model, lr, scale, device)
         if save_dir is not None:
             write_image(save_dir / f"{name}_x{scale}.png", sr)
-        sr_y, hr_y = shave(luma(sr), scale), shave(luma(hr), scale)
-        scores.append((psnr(sr_y, hr_y), ssim(sr_y, hr_y)))
+        scores.append(ImageScore(name, *score_image(sr, hr, scale)))
     model.train()
-    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+    return SetScore(scale, scale, tuple(scores))
 
 
-# ---------------------------------------------------------------- the run
-
-
-class _Reporter:
-    """A progress bar on a terminal; plain periodic lines in batch jobs. The lines also go to
-    ``history`` (appended: the log of every attempt of a run, which a scheduler's own log of a
-    job does not keep, e.g. Snakemake deletes a job's log when it starts the job again)."""
-
-    def __init__(self, total: int, start: int, enabled: bool, history: Path | None = None):
-        self.enabled, self.total = enabled, total
-        self.history = history.open("a") if history is not None else None
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.2f} it/s  loss {task.fields[loss]:.5f}"),
-                TimeRemainingColumn(), transient=False,
-            )  # fmt: skip
-            self.task = self.bar.add_task("train", total=total, completed=start, rate=0, loss=0)
-            self.bar.start()
-
-    def update(self, step: int, metrics: dict[str, float]) -> None:
-        left = (self.total - step) / max(metrics["it_per_s"], 1e-9)
-        fields = " ".join(f"{k} {v:.5g}" for k, v in metrics.items())
-        line = f"step {step}/{self.total} {fields} eta {left / 60:.1f} min"
-        self.record(line)
-        if self.bar is not None:
-            self.bar.update(
-                self.task, completed=step, rate=metrics["it_per_s"], loss=metrics["loss"]
-            )
-        elif self.enabled:
-            print(line, flush=True)
-
-    def say(self, text: str) -> None:
-        self.record(text)
-        if self.bar is not None:
-            self.bar.console.print(text)
-        elif self.enabled:
-            print(text, flush=True)
-
-    def record(self, line: str) -> None:
-        """Append ``line`` to the run's train.log only (not shown on the console)."""
-        if self.history is not None:
-            self.history.write(line + "\n")
-            self.history.flush()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        if self.history is not None:
-            self.history.close()
+# ---------------------------------------------------------------- run directories
 
 
 def _changed_settings(saved: dict[str, Any], current: TrainSettings) -> list[str]:
@@ -268,6 +228,9 @@ def _set_aside(run_dir: Path, cluster: _Cluster) -> None:
         dist.barrier()
 
 
+# ---------------------------------------------------------------- the run
+
+
 def train(
     settings: TrainSettings,
     run_dir: str | os.PathLike,
@@ -283,222 +246,309 @@ def train(
     (what the pipeline uses when params.yaml changed) set aside and started afresh. ``tags``
     go to the MLflow run (the plan's roles), whose name is the run directory's.
     """
-    run_dir = Path(run_dir)
     cluster, device = _start_cluster(device_name)
     if settings.batch % cluster.world:
         raise UsageError(f"train.batch {settings.batch} does not split over {cluster.world} ranks")
-    if settings.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = not settings.deterministic
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-    random.seed(settings.seed)
+    _seed(settings)
+    run = _Run(settings, Path(run_dir), cluster, device)
+    run.open_log(report, resumed=run.restore(if_changed))
+    run.prepare_data()
+    if track and cluster.main:
+        run.start_tracking(tags or {})
+    run.compile()
 
-    model = build_model(settings.model, settings.scale, **settings.sizes)
-    last, best_path = run_dir / "checkpoints/last.pt", run_dir / "checkpoints/best.pt"
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=settings.learning_rate, betas=settings.betas, eps=settings.eps
-    )
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=settings.decay_every, gamma=settings.decay_factor
-    )
-    step, best_psnr, run_id, spent = 0, -math.inf, None, 0.0
-    history: dict[str, list[list[float]]] = {"train": [], "val": []}
-    payload = load_checkpoint(last) if last.is_file() else None
-    if payload is not None:
-        saved = payload.get("training", {})
-        changed = _changed_settings(saved.get("settings", {}), settings)
+    signals = _StopSignals()
+    status, signum = "FINISHED", 0
+    try:
+        run.start_loader()
+        while run.step < settings.iterations:
+            run.train_step()
+            if run.step % settings.log_every == 0 or run.step == settings.iterations:
+                run.log()
+            if run.validation_due():
+                run.validate()
+            if cluster.main and run.step % settings.checkpoint_every == 0:
+                run.save_last()
+            signum = run.stop_signal(signals)
+            if signum:
+                status = "KILLED"
+                break
+        run.finish(signum)
+    except BaseException as error:
+        status = "FAILED"
+        run.reporter.record(f"failed at step {run.step}: {type(error).__name__}: {error}")
+        raise
+    finally:
+        run.batches = None  # shuts the loader's workers down (they ignore SIGTERM; drn.dataset)
+        signals.restore()
+        run.close(status)
+    return 128 + signum if signum else 0
+
+
+class _Run:
+    """One attempt at a run on this rank: the model, its optimizer and scheduler, the state a
+    checkpoint resumes (step, best PSNR, history, MLflow run, time spent), the data, the log and
+    the tracker. :func:`train` calls its parts in order, then its loop steps."""
+
+    reporter: TrainingReporter
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None
+
+    def __init__(
+        self, settings: TrainSettings, run_dir: Path, cluster: _Cluster, device: torch.device
+    ):
+        self.settings, self.run_dir, self.cluster, self.device = settings, run_dir, cluster, device
+        self.last, self.best = run_dir / "checkpoints/last.pt", run_dir / "checkpoints/best.pt"
+        self.model = build_model(settings.model, settings.scale, **settings.sizes)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=settings.learning_rate, betas=settings.betas,
+            eps=settings.eps,
+        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=settings.decay_every, gamma=settings.decay_factor
+        )
+        self.step, self.best_psnr, self.run_id, self.spent = 0, -math.inf, None, 0.0
+        self.history: dict[str, list[list[float]]] = {"train": [], "val": []}
+        self.tracker: Tracker | None = None
+        self.batches = None
+        self.format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        self.hardware = _hardware(device, cluster.world)
+
+    # ------------------------------------------------------------ before the loop
+
+    def restore(self, if_changed: str) -> bool:
+        """Resume from last.pt, or start afresh (from ``init_from`` if set), then put the model
+        and the optimizer's moments on the device; True if resumed. A last.pt of other settings
+        is refused, or set aside with ``if_changed="restart"``."""
+        settings = self.settings
+        payload = load_checkpoint(self.last) if self.last.is_file() else None
+        saved = payload.get("training", {}) if payload is not None else {}
+        changed = [] if payload is None else _changed_settings(saved.get("settings", {}), settings)
         if changed and if_changed == "restart":
-            _set_aside(run_dir, cluster)
+            _set_aside(self.run_dir, self.cluster)
             payload = None
         elif changed:
             key, now = changed[0], settings.to_json()[changed[0]]
             raise UsageError(
-                f"{last}: this run was started with {key} = {saved['settings'].get(key)!r}, "
+                f"{self.last}: this run was started with {key} = {saved['settings'].get(key)!r}, "
                 f"now {now!r}; use another run directory, or the same settings to resume"
             )
-    if payload is not None:
-        model.load_state_dict(payload["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        step, best_psnr, run_id = saved["step"], saved["best_psnr"], saved.get("mlflow_run_id")
-        history = saved.get("history", history)
-        spent = saved.get("train_seconds", 0.0)
-        _set_rng_state(saved["rng"])
-    elif settings.init_from:
-        _init_from(model, settings.init_from)
-    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=fmt)
-    for state in optimizer.state.values():  # a resumed optimizer's moments follow the model
-        for key, value in state.items():
-            if torch.is_tensor(value) and key != "step":
-                state[key] = value.to(device)
+        if payload is not None:
+            self.model.load_state_dict(payload["state_dict"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.step, self.best_psnr = saved["step"], saved["best_psnr"]
+            self.run_id = saved.get("mlflow_run_id")
+            self.history = saved.get("history", self.history)
+            self.spent = saved.get("train_seconds", 0.0)
+            _set_rng_state(saved["rng"])
+        elif settings.init_from:
+            _init_from(self.model, settings.init_from)
+        self.model.to(self.device, memory_format=self.format)
+        for state in self.optimizer.state.values():  # a resumed optimizer's moments follow
+            for key, value in state.items():
+                if torch.is_tensor(value) and key != "step":
+                    state[key] = value.to(self.device)
+        return payload is not None
 
-    if cluster.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    train_log = run_dir / "train.log" if cluster.main else None
-    reporter = _Reporter(settings.iterations, step, report and cluster.main, train_log)
-    job = os.environ.get("SLURM_JOB_ID")  # one header per start: the history shows each one
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    where = f"{platform.node()}, Slurm job {job}" if job else platform.node()
-    reporter.say(f"== {run_dir}: started {started} on {where} ==")
-    if payload is not None:
-        reporter.say(f"resumed from step {step} (of {settings.iterations})")
-    if cluster.main:
-        (run_dir / "settings.json").write_text(json.dumps(settings.to_json(), indent=2) + "\n")
-        pairs, data_version = build_cache(
-            settings.hr, settings.lr, settings.scale, settings.cache, settings.patch
-        )
-    if cluster.world > 1:
-        dist.barrier()
-    if not cluster.main:
-        pairs, data_version = build_cache(
-            settings.hr, settings.lr, settings.scale, settings.cache, settings.patch
-        )
-    validation = load_validation(settings) if cluster.main else []
+    def open_log(self, report: bool, resumed: bool) -> None:
+        """The console and train.log (rank 0), opened with this attempt's header line."""
+        main = self.cluster.main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.reporter = TrainingReporter(
+            self.settings.iterations, self.step, report and main,
+            self.run_dir / "train.log" if main else None,
+        )  # fmt: skip
+        job = os.environ.get("SLURM_JOB_ID")  # one header per start: the history shows each one
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        where = f"{platform.node()}, Slurm job {job}" if job else platform.node()
+        self.reporter.say(f"== {self.run_dir}: started {started} on {where} ==")
+        if resumed:
+            self.reporter.say(f"resumed from step {self.step} (of {self.settings.iterations})")
 
-    hardware = _hardware(device, cluster.world)
-    tracker = None
-    if track and cluster.main:
+    def prepare_data(self) -> None:
+        """settings.json, the patch cache (rank 0 builds it, the others then open it) and the
+        validation images (rank 0)."""
+        settings = self.settings
+        if self.cluster.main:
+            (self.run_dir / "settings.json").write_text(
+                json.dumps(settings.to_json(), indent=2) + "\n"
+            )
+            self.pairs, self.data_version = build_cache(
+                settings.hr, settings.lr, settings.scale, settings.cache, settings.patch
+            )
+        if self.cluster.world > 1:
+            dist.barrier()
+        if not self.cluster.main:
+            self.pairs, self.data_version = build_cache(
+                settings.hr, settings.lr, settings.scale, settings.cache, settings.patch
+            )
+        self.validation = load_validation(settings) if self.cluster.main else []
+
+    def start_tracking(self, tags: dict[str, str]) -> None:
+        """The MLflow run (named as the run directory; resumed with it): params and tags."""
         from drn.tracking import Tracker, git_commit
 
-        tracker = Tracker(settings.tracking_uri, settings.experiment, run_dir.name, run_id=run_id)
-        tracker.log_params(settings.to_json())
-        tracker.set_tags({
-            "variant": settings.model, "scale": settings.scale, "loss": settings.loss,
-            "git_commit": git_commit(), "data_version": data_version,
-            "run_dir": str(run_dir.resolve()), "world_size": cluster.world, "device": hardware,
-            "torch": torch.__version__, **(tags or {}),
-        })  # fmt: skip
-
-    raw_model = model
-    if cluster.world > 1:
-        model = nn.parallel.DistributedDataParallel(  # the only buffers are constants
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False,
-        )  # fmt: skip
-    compile_mode = _compile_mode(settings, device, cluster.world)
-    runner = torch.compile(model, mode=compile_mode) if compile_mode else model
-    loss_fn = LOSSES[settings.loss]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    def save_last(stopped_by: int = 0) -> None:
-        save_checkpoint(last, raw_model, {
-            "step": step, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": _rng_state(), "best_psnr": best_psnr,
-            "settings": settings.to_json(), "mlflow_run_id": tracker.run_id if tracker else run_id,
-            "stopped_by_signal": stopped_by, "history": history, "world_size": cluster.world,
-            "train_seconds": spent + time.perf_counter() - started, "device": hardware,
-            "data_version": data_version,
-        })  # fmt: skip
-
-    signals = _StopSignals()
-    sampler = StepSampler(step, settings.iterations, settings.batch // cluster.world,
-                          cluster.rank, cluster.world)  # fmt: skip
-    loader = patch_loader(
-        PatchDataset(pairs, settings.scale, settings.patch, settings.seed),
-        sampler, settings.workers, device.type == "cuda", settings.seed,
-    )  # fmt: skip
-    status, exit_code = "FINISHED", 0
-    loss_sum = torch.zeros((), device=device)
-    window_steps, window_start, waited = 0, time.perf_counter(), 0.0
-    started = time.perf_counter()
-    batches = None
-    try:
-        model.train()
-        batches = iter(loader)
-        while step < settings.iterations:
-            wait_start = time.perf_counter()
-            lr_u8, hr_u8 = next(batches)
-            waited += time.perf_counter() - wait_start
-            lr = lr_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-            hr = hr_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-            lr = lr.contiguous(memory_format=fmt)
-            if compile_mode == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast:
-                sr = runner(lr)
-            loss = loss_fn(sr.float(), hr)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_sum += loss.detach()
-            window_steps += 1
-
-            if step % settings.log_every == 0 or step == settings.iterations:
-                elapsed = time.perf_counter() - window_start
-                metrics = {
-                    "loss": loss_sum.item() / window_steps,
-                    "lr": scheduler.get_last_lr()[0],
-                    "it_per_s": window_steps / elapsed,
-                    "data_wait_fraction": waited / elapsed,
-                }
-                if tracker:
-                    tracker.log_metrics(metrics, step)
-                history["train"].append([step, metrics["loss"], metrics["lr"]])
-                if cluster.main:
-                    _write_curves(run_dir, history)
-                reporter.update(step, metrics)
-                loss_sum.zero_()
-                window_steps, window_start, waited = 0, time.perf_counter(), 0.0
-
-            validate_now = settings.val_every > 0 and step % settings.val_every == 0
-            if cluster.main and validation and (validate_now or step == settings.iterations):
-                val_psnr, val_ssim = validate(raw_model, validation, settings.scale, device)
-                if tracker:
-                    tracker.log_metrics({"val_psnr": val_psnr, "val_ssim": val_ssim}, step)
-                history["val"].append([step, val_psnr, val_ssim])
-                _write_curves(run_dir, history)
-                if val_psnr > best_psnr:
-                    best_psnr = val_psnr
-                    save_checkpoint(best_path, raw_model, {"step": step, "val_psnr": val_psnr})
-            if cluster.main and step % settings.checkpoint_every == 0:
-                save_last()
-
-            stop = torch.tensor([signals.received], device=device)
-            if cluster.world > 1:
-                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-            if stop.item() and step < settings.iterations:
-                status, exit_code = "KILLED", 128 + int(stop.item())
-                break
-        if cluster.main:
-            save_last(exit_code and exit_code - 128)
-            _write_curves(run_dir, history)
-            if status == "FINISHED":
-                save_checkpoint(run_dir / "model.pt", raw_model)
-                _log_results(tracker, raw_model, run_dir, validation, settings, device)
-        reporter.say(
-            f"stopped by signal {signal.Signals(exit_code - 128).name} at step {step}; "
-            "run again to resume"
-            if exit_code
-            else f"finished {step} iterations; weights in {run_dir / 'model.pt'}"
+        settings = self.settings
+        self.tracker = Tracker(
+            settings.tracking_uri, settings.experiment, self.run_dir.name, run_id=self.run_id
         )
-    except BaseException as error:
-        status = "FAILED"
-        reporter.record(f"failed at step {step}: {type(error).__name__}: {error}")
-        raise
-    finally:
-        batches = None  # shuts the loader's workers down (they ignore SIGTERM; see drn.dataset)
-        signals.restore()
-        reporter.close()
-        if tracker:
-            tracker.finish(status)
-        if cluster.world > 1:
+        self.tracker.log_params(settings.to_json())
+        self.tracker.set_tags({
+            "variant": settings.model, "scale": settings.scale, "loss": settings.loss,
+            "git_commit": git_commit(), "data_version": self.data_version,
+            "run_dir": str(self.run_dir.resolve()), "world_size": self.cluster.world,
+            "device": self.hardware, "torch": torch.__version__, **tags,
+        })  # fmt: skip
+
+    def compile(self) -> None:
+        """What a step runs: DDP over the ranks, then torch.compile (CUDA graphs by default on
+        one GPU), under bf16 autocast on CUDA."""
+        self.parallel: nn.Module = self.model
+        if self.cluster.world > 1:
+            self.parallel = nn.parallel.DistributedDataParallel(  # the only buffers: constants
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )  # fmt: skip
+        mode = self.compile_mode = _compile_mode(self.settings, self.device, self.cluster.world)
+        self.runner = torch.compile(self.parallel, mode=mode) if mode else self.parallel
+        self.loss_fn = LOSSES[self.settings.loss]
+        cuda = self.device.type == "cuda"
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+
+    def start_loader(self) -> None:
+        """This rank's share of the remaining steps' batches, in the run's fixed order; the
+        clocks of the log window and of the attempt start."""
+        settings, cluster = self.settings, self.cluster
+        sampler = StepSampler(self.step, settings.iterations, settings.batch // cluster.world,
+                              cluster.rank, cluster.world)  # fmt: skip
+        loader = patch_loader(
+            PatchDataset(self.pairs, settings.scale, settings.patch, settings.seed),
+            sampler, settings.workers, self.device.type == "cuda", settings.seed,
+        )  # fmt: skip
+        self.loss_sum = torch.zeros((), device=self.device)
+        self._new_window()
+        self.started = time.perf_counter()
+        self.parallel.train()
+        self.batches = iter(loader)
+
+    # ------------------------------------------------------------ the loop's parts
+
+    def train_step(self) -> None:
+        """One optimizer step on the next batch."""
+        assert self.batches is not None
+        wait_start = time.perf_counter()
+        lr_u8, hr_u8 = next(self.batches)
+        self.waited += time.perf_counter() - wait_start
+        lr = lr_u8.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        hr = hr_u8.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        lr = lr.contiguous(memory_format=self.format)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        with self.autocast:
+            sr = self.runner(lr)
+        loss = self.loss_fn(sr.float(), hr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.loss_sum += loss.detach()
+        self.window_steps += 1
+
+    def log(self) -> None:
+        """The window's mean loss, lr, speed and data wait: MLflow, train_curve.csv, console."""
+        elapsed = time.perf_counter() - self.window_start
+        metrics = {
+            "loss": self.loss_sum.item() / self.window_steps,
+            "lr": self.scheduler.get_last_lr()[0],
+            "it_per_s": self.window_steps / elapsed,
+            "data_wait_fraction": self.waited / elapsed,
+        }
+        if self.tracker:
+            self.tracker.log_metrics(metrics, self.step)
+        self.history["train"].append([self.step, metrics["loss"], metrics["lr"]])
+        if self.cluster.main:
+            _write_curves(self.run_dir, self.history)
+        self.reporter.update(self.step, metrics)
+        self._new_window()
+
+    def _new_window(self) -> None:
+        self.loss_sum.zero_()
+        self.window_steps, self.window_start, self.waited = 0, time.perf_counter(), 0.0
+
+    def validation_due(self) -> bool:
+        """Rank 0 with validation images, every ``val_every`` steps and at the last."""
+        every, last = self.settings.val_every, self.settings.iterations
+        due = (every > 0 and self.step % every == 0) or self.step == last
+        return self.cluster.main and bool(self.validation) and due
+
+    def validate(self) -> None:
+        """Score the validation images: MLflow, val_curve.csv, best.pt when the best PSNR."""
+        score = validate(self.model, self.validation, self.settings.scale, self.device)
+        if self.tracker:
+            self.tracker.log_metrics({"val_psnr": score.psnr, "val_ssim": score.ssim}, self.step)
+        self.history["val"].append([self.step, score.psnr, score.ssim])
+        _write_curves(self.run_dir, self.history)
+        if score.psnr > self.best_psnr:
+            self.best_psnr = score.psnr
+            save_checkpoint(self.best, self.model, {"step": self.step, "val_psnr": score.psnr})
+
+    def save_last(self, stopped_by: int = 0) -> None:
+        """checkpoints/last.pt: the weights and all a resumed attempt needs (rank 0)."""
+        save_checkpoint(self.last, self.model, {
+            "step": self.step, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
+            "best_psnr": self.best_psnr, "settings": self.settings.to_json(),
+            "mlflow_run_id": self.tracker.run_id if self.tracker else self.run_id,
+            "stopped_by_signal": stopped_by, "history": self.history,
+            "world_size": self.cluster.world,
+            "train_seconds": self.spent + time.perf_counter() - self.started,
+            "device": self.hardware, "data_version": self.data_version,
+        })  # fmt: skip
+
+    def stop_signal(self, signals: _StopSignals) -> int:
+        """The SIGTERM/SIGUSR1 any rank received (0: none, or the run's last step is done)."""
+        stop = torch.tensor([signals.received], device=self.device)
+        if self.cluster.world > 1:
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        received = int(stop.item())
+        return received if self.step < self.settings.iterations else 0
+
+    # ------------------------------------------------------------ after the loop
+
+    def finish(self, signum: int) -> None:
+        """last.pt and the curves; once finished model.pt and the MLflow artifacts; the
+        closing line of train.log."""
+        if self.cluster.main:
+            self.save_last(signum)
+            _write_curves(self.run_dir, self.history)
+            if not signum:
+                save_checkpoint(self.run_dir / "model.pt", self.model)
+                self._log_results()
+        self.reporter.say(
+            f"stopped by signal {signal.Signals(signum).name} at step {self.step}; "
+            "run again to resume"
+            if signum
+            else f"finished {self.step} iterations; weights in {self.run_dir / 'model.pt'}"
+        )
+
+    def _log_results(self) -> None:
+        if self.tracker is None:
+            return
+        samples = self.run_dir / "samples"
+        if self.validation:
+            validate(self.model, self.validation[:3], self.settings.scale, self.device, samples)
+            for png in sorted(samples.glob("*.png")):
+                self.tracker.log_artifact(png, "samples")
+        self.tracker.log_artifact(self.run_dir / "model.pt", "checkpoint")
+        self.tracker.log_model(self.model, self.run_dir / "model.pt")
+
+    def close(self, status: str) -> None:
+        """The console and train.log, the MLflow run (FINISHED, KILLED or FAILED), the ranks."""
+        self.reporter.close()
+        if self.tracker:
+            self.tracker.finish(status)
+        if self.cluster.world > 1:
             dist.barrier()
             dist.destroy_process_group()
-    return exit_code
-
-
-def _log_results(tracker, model, run_dir, validation, settings, device) -> None:
-    if tracker is None:
-        return
-    samples = run_dir / "samples"
-    if validation:
-        validate(model, validation[:3], settings.scale, device, save_dir=samples)
-        for png in sorted(samples.glob("*.png")):
-            tracker.log_artifact(png, "samples")
-    tracker.log_artifact(run_dir / "model.pt", "checkpoint")
-    tracker.log_model(model, run_dir / "model.pt")

@@ -8,19 +8,22 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import REPO, SET5
+from conftest import REPO, SET5, SET14_SAMPLES
 
 from drn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from drn.config import apply_overrides, load_params
+from drn.data import read_image
 from drn.errors import UsageError
 from drn.evaluate import evaluate_bicubic, evaluate_model
 from drn.models import build_model
 from drn.settings import settings_from_params
-from drn.train import train
+from drn.train import load_validation, train, validate
 
 BIN = Path(sys.executable).parent
 TINY = "{channels: 16, block_channels: 16, distill: 4, blocks: 2, groups: 1}"
@@ -80,6 +83,44 @@ def test_a_small_drn_beats_bicubic_on_set5_after_a_few_hundred_iterations(data, 
     model, _ = model_from_checkpoint(tmp_path / "run/model.pt")
     ours = evaluate_model(model, SET5, 2, tile=None).psnr
     assert ours > evaluate_bicubic(SET5, 2).psnr + 0.5
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_validation_scores_as_drn_evaluate_does(tmp_path, scale):
+    """The same model on the same images: training's validation and `drn evaluate`'s protocol
+    give the same per-image numbers, colour and grayscale (bridge) alike."""
+    folder = tmp_path / "val"
+    folder.mkdir()
+    for path in [*SET5.glob("*.png"), SET14_SAMPLES / "bridge.png"]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    torch.manual_seed(1)
+    model = build_model("drn", scale, channels=16, block_channels=16, distill=4, blocks=2, groups=1)
+    run_settings = replace(settings([], scale=scale), val_hr=str(folder), val_images=6)
+    images = load_validation(run_settings)
+    names = [name for name, _, _ in images]
+    assert names == ["baby", "bird", "bridge", "butterfly", "head", "woman"]
+    ours = validate(model, images, scale, torch.device("cpu"), save_dir=tmp_path / "sr")
+    theirs = evaluate_model(model, folder, scale, save_sr=tmp_path / "evaluate")
+    assert ours.images == theirs.images and (ours.psnr, ours.ssim) == (theirs.psnr, theirs.ssim)
+    for name in names:  # the same SR images, too
+        np.testing.assert_array_equal(
+            read_image(tmp_path / f"sr/{name}_x{scale}.png"),
+            read_image(tmp_path / f"evaluate/{name}.png"),
+        )
+
+
+def test_a_runs_validation_curve_is_drn_evaluates_score_of_its_weights(data, tmp_path):
+    overrides = tiny_overrides(data, tmp_path, 6, [
+        "train.validation.source=Set5", "train.validation.images=5", "train.validation.every=3",
+        "train.channels_last=false",
+    ])  # fmt: skip
+    assert train(settings(overrides), tmp_path / "run", "cpu", report=False, track=False) == 0
+    model, _ = model_from_checkpoint(tmp_path / "run/model.pt")
+    score = evaluate_model(model, data / "Set5", 2)
+    history = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["training"]["history"]
+    assert history["val"][-1] == [6, score.psnr, score.ssim]
+    curve = (tmp_path / "run/val_curve.csv").read_text().splitlines()
+    assert curve[-1] == f"6,{score.psnr:.10g},{score.ssim:.10g}"
 
 
 def run_drn(args, **kwargs):
