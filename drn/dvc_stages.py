@@ -106,7 +106,7 @@ def _train(params: dict[str, Any], run: Run) -> dict[str, Any]:
     gpus = params["resources"]["train"]["gpu"]
     return {
         "cmd": f"drn train --run {run.name} --gpus {gpus} --if-changed restart",
-        "deps": [settings.cache, *([settings.val_hr] if settings.val_hr else [])],
+        "deps": [settings.cache, *(p for p in (settings.val_hr, settings.init_from) if p)],
         "params": [key for key in run.keys if _present(params, key)],
         "outs": [run.model],
         "plots": [

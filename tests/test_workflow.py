@@ -201,6 +201,18 @@ def test_each_training_stage_tracks_exactly_the_settings_that_change_its_run(con
 
 
 @slow
+def test_a_run_that_starts_from_another_runs_weights_waits_for_them(tmp_path):
+    params = small_demo()
+    params["train"]["init_from"]["x3"] = "runs/drn_x2/model.pt"  # EDSR practice: x2 -> x3
+    workspace = project(tmp_path, params)
+    dry = run(workspace, BIN / "snakemake", "-n", "--printshellcmds", "--cores", "1",
+              "runs/drn_x3/model.pt")  # fmt: skip
+    assert "drn train --run drn_x2 " in dry and "drn train --run drn_plus_x2 " not in dry
+    stage = yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]["train-drn_x3"]
+    assert "runs/drn_x2/model.pt" in stage["deps"]
+
+
+@slow
 def test_the_workflow_is_lint_clean():
     assert "Congratulations" in run(REPO, BIN / "snakemake", "--lint", "--directory", "demo")
 

@@ -47,9 +47,11 @@ def run_settings(name):
 
 
 def train_inputs(wildcards):
-    """What a run reads: its scale's training cache and the validation source, if any."""
+    """What a run reads: its scale's training cache, the validation source and the weights it
+    starts from (train.init_from), if any."""
     settings = run_settings(wildcards.run)
-    return {"cache": settings.cache, **({"validation": settings.val_hr} if settings.val_hr else {})}
+    optional = {"validation": settings.val_hr, "init_from": settings.init_from}
+    return {"cache": settings.cache, **{k: v for k, v in optional.items() if v}}
 
 
 def evaluated(wildcards):
