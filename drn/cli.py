@@ -345,7 +345,8 @@ def _run_train(args: argparse.Namespace) -> int:
         name, tags = run.name, {"role": ",".join(run.roles)}
     else:
         settings = settings_from_params(params, args.model, args.scale, args.epochs, args.loss)
-        name, tags = run_name(params, args.model, args.scale, args.epochs, args.loss), {}
+        name = run_name(params, args.model, args.scale, args.epochs, args.loss, settings.seed)
+        tags = {}
     return train(
         settings, args.run_dir or Path(run_directory(params, name)), args.device, report=True,
         track=params["tracking"]["enabled"] and not args.no_track,
@@ -374,7 +375,7 @@ def _run_plan(args: argparse.Namespace) -> None:
     for run in plan.runs:
         runs.add_row(run.name, ", ".join(run.roles), run.variant, f"x{run.scale}",
                      f"{run.epochs:g}", run.loss, str(run.seed), run.directory)  # fmt: skip
-    stdout.print(runs)
+    _print_whole(runs)
     evaluations = Table(title=f"{len(plan.evaluations)} evaluations", title_justify="left")
     for column in ("label", "group", "run", "scales", "datasets", "self-ensemble"):
         evaluations.add_column(column)
@@ -387,7 +388,7 @@ def _run_plan(args: argparse.Namespace) -> None:
             ", ".join(dict.fromkeys(f"x{e.scale}" for e in found)),
             ", ".join(dict.fromkeys(e.dataset for e in found)), "yes" if ensemble else "",
         )  # fmt: skip
-    stdout.print(evaluations)
+    _print_whole(evaluations)
     results = Path(params["paths"]["results"])
     _say(f"evaluation JSONs: {results}/eval/LABEL/xSCALE/DATASET.json")
 
@@ -481,6 +482,14 @@ def _report(result: SetScore, json_path: Path | None, title: str) -> None:
 
 
 _PROTOCOL = "Y channel (BT.601), shave the scale, MATLAB ssim_index"
+
+
+def _print_whole(table: Table) -> None:
+    """Print ``table`` without shortening its cells, also where the console is narrow (a pipe)."""
+    from rich.measure import Measurement
+
+    needed = Measurement.get(stdout, stdout.options.update(max_width=1000), table).maximum
+    Console(highlight=False, width=max(stdout.width, needed)).print(table)
 
 
 def _say(text: str) -> None:

@@ -86,6 +86,17 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
                 yield key, f"unknown model {name!r}; choose from {', '.join(models)}"
             elif name not in train["epochs"] and key.startswith("evaluation."):
                 yield "train.epochs", f"no entry for model {name}"
+    for name in params.get("controls") or []:
+        if name not in models:
+            yield "controls", f"unknown model {name!r}; choose from {', '.join(models)}"
+        elif name in params["evaluation"]["models"]:
+            yield "controls", f"{name} is also one of evaluation.models: a control is apart"
+        elif name not in train["epochs"]:
+            yield "train.epochs", f"no entry for model {name} (a control)"
+    seeds = train["seeds"]
+    for name in sorted(set(seeds) - {"default"} if isinstance(seeds, dict) else []):
+        if name not in models:
+            yield f"train.seeds.{name}", f"unknown model {name!r}; choose from {', '.join(models)}"
     for name, sizes in (params.get("models") or {}).items():
         try:
             resolve_config(name, **(sizes or {}))

@@ -5,16 +5,20 @@ Snakemake (one training rule over run names, one evaluation rule over labels), d
 none of them rebuilds a name or a path. No torch here: the workflow reads it to build its DAG.
 
 **Runs.** ``main``: every model of ``evaluation.models`` at every scale, for
-``train.epochs.<model>`` epochs with ``train.loss``. ``ablation``: each ``ablations.<name>`` trains
-one run per arm (a model of ``models``, or a loss of ``losses`` of ``model``) for its ``epochs`` at
-its ``scale``. Runs of identical settings are one run, trained once and shared. A run is named by
+``train.epochs.<model>`` epochs with ``train.loss``. ``control``: every model of ``controls``,
+likewise (a published model that calibrates the pipeline). ``ablation``: each
+``ablations.<name>`` trains one run per arm (a model of ``models``, or a loss of ``losses`` of
+``model``) for its ``epochs`` at its ``scale``. Each of these is trained once per seed of
+``train.seeds``. Runs of identical settings are one run, trained once and shared. A run is named by
 its settings: ``{variant}_x{scale}``, then ``_e{epochs}`` when its epochs are not
-``train.epochs.<variant>``, ``_{loss}`` when its loss is not ``train.loss``; it lives in
-``{paths.runs}/{name}`` and is the MLflow run of that name, tagged with its roles.
+``train.epochs.<variant>``, ``_{loss}`` when its loss is not ``train.loss``, ``_s{seed}`` when its
+seed is not 0; it lives in ``{paths.runs}/{name}`` and is the MLflow run of that name, tagged
+with its roles.
 
 **Evaluations.** ``bicubic``, every ``{model}`` and ``{model}-ensemble`` (self-ensemble) at every
-scale on every dataset (group ``table3``); each ablation arm as ``{ablation}-{arm}`` at its scale
-on its dataset (group: the ablation's name). Each writes
+scale on every dataset (group ``table3``), every control likewise (group ``calibration``); each
+ablation arm as ``{ablation}-{arm}`` at its scale on its dataset (group: the ablation's name).
+A run of seed s > 0 is evaluated as ``{label}_s{s}``. Each writes
 ``{paths.results}/eval/{label}/x{scale}/{dataset}.json``.
 """
 
@@ -24,10 +28,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from drn.errors import UsageError
-from drn.settings import SETTING_KEYS
+from drn.settings import SETTING_KEYS, seeds_of
 
 ROLES = ("main", "ablation", "control")
 MAIN_GROUP = "table3"
+CONTROL_GROUP = "calibration"
 BICUBIC = "bicubic"
 ENSEMBLE_SUFFIX = "-ensemble"
 
@@ -67,6 +72,7 @@ class Evaluation:
     dataset: str
     self_ensemble: bool
     path: str
+    seed: int = 0  # of the run
 
 
 @dataclass(frozen=True)
@@ -106,16 +112,21 @@ def eval_path(params: dict[str, Any], label: str, scale: int, dataset: str) -> s
 
 
 def run_name(params: dict[str, Any], variant: str, scale: int, epochs: float | None = None,
-             loss: str | None = None) -> str:  # fmt: skip
+             loss: str | None = None, seed: int = 0) -> str:  # fmt: skip
     """The name of the run of these settings (the defaults: ``train.epochs.<variant>``,
-    ``train.loss``): ``{variant}_x{scale}`` plus what differs from the defaults."""
+    ``train.loss``, seed 0): ``{variant}_x{scale}`` plus what differs from the defaults."""
     train = params["train"]
     name = f"{variant}_x{scale}"
     if epochs is not None and float(epochs) != float(train["epochs"].get(variant, -1)):
         name += f"_e{float(epochs):g}"
     if loss is not None and loss != train["loss"]:
         name += f"_{loss}"
-    return name
+    return f"{name}_s{seed}" if seed else name
+
+
+def seeded(label: str, seed: int) -> str:
+    """The label of an evaluation of a run trained with ``seed`` (seed 0: the label itself)."""
+    return f"{label}_s{seed}" if seed else label
 
 
 def run_directory(params: dict[str, Any], name: str) -> str:
@@ -124,7 +135,8 @@ def run_directory(params: dict[str, Any], name: str) -> str:
 
 @dataclass(frozen=True)
 class _Wanted:
-    """A run as one user of it asks for it, before identical ones are merged."""
+    """A run as one part of params.yaml asks for it (before seeds), and what it is evaluated
+    for: (label, group, arm, self-ensemble, datasets)."""
 
     variant: str
     scale: int
@@ -132,24 +144,35 @@ class _Wanted:
     loss: str
     role: str
     keys: tuple[str, ...]  # where its epochs and loss come from
+    evaluations: tuple[tuple[str, str, str, bool, tuple[str, ...]], ...]
 
 
-def _wanted_runs(params: dict[str, Any]) -> list[tuple[_Wanted, list[tuple[str, str, str, bool]]]]:
-    """Every run each part of params.yaml asks for, with its evaluations (label, group, arm,
-    self-ensemble)."""
+def _wanted_runs(params: dict[str, Any]) -> list[_Wanted]:
+    """Every run the main table, the controls and the ablations of params.yaml ask for."""
     train, evaluation = params["train"], params["evaluation"]
+    datasets = tuple(evaluation["datasets"])
     wanted = []
     for variant in evaluation["models"]:
-        for scale in evaluation["scales"]:
-            run = _Wanted(variant, scale, float(train["epochs"][variant]), train["loss"], "main",
-                          (f"train.epochs.{variant}", "train.loss"))  # fmt: skip
-            labels = [(variant, MAIN_GROUP, variant, False)]
-            if variant in evaluation["ensemble_models"]:
-                label = f"{variant}{ENSEMBLE_SUFFIX}"
-                labels.append((label, MAIN_GROUP, label, True))
-            wanted.append((run, labels))
+        labels = [(variant, MAIN_GROUP, variant, False, datasets)]
+        if variant in evaluation["ensemble_models"]:
+            label = f"{variant}{ENSEMBLE_SUFFIX}"
+            labels.append((label, MAIN_GROUP, label, True, datasets))
+        keys = (f"train.epochs.{variant}", "train.loss")
+        wanted.extend(
+            _Wanted(variant, scale, float(train["epochs"][variant]), train["loss"], "main", keys,
+                    tuple(labels))
+            for scale in evaluation["scales"]
+        )  # fmt: skip
+    for variant in params.get("controls") or []:
+        labels = ((variant, CONTROL_GROUP, variant, False, datasets),)
+        keys = (f"train.epochs.{variant}", "train.loss")
+        wanted.extend(
+            _Wanted(variant, scale, float(train["epochs"][variant]), train["loss"], "control",
+                    keys, labels)
+            for scale in evaluation["scales"]
+        )  # fmt: skip
     for name, spec in (params.get("ablations") or {}).items():
-        epochs_key = f"ablations.{name}.epochs"
+        epochs_key, on = f"ablations.{name}.epochs", (spec["dataset"],)
         if "losses" in spec:
             arms = [(spec["model"], loss, loss, (epochs_key, f"ablations.{name}.losses",
                                                  f"ablations.{name}.model"))
@@ -158,14 +181,16 @@ def _wanted_runs(params: dict[str, Any]) -> list[tuple[_Wanted, list[tuple[str, 
             arms = [(model, train["loss"], model, (epochs_key, f"ablations.{name}.models",
                                                    "train.loss"))
                     for model in spec["models"]]  # fmt: skip
-        for variant, loss, arm, keys in arms:
-            run = _Wanted(variant, spec["scale"], float(spec["epochs"]), loss, "ablation", keys)
-            wanted.append((run, [(f"{name}-{arm}", name, arm, False)]))
+        wanted.extend(
+            _Wanted(variant, spec["scale"], float(spec["epochs"]), loss, "ablation", keys,
+                    ((f"{name}-{arm}", name, arm, False, on),))
+            for variant, loss, arm, keys in arms
+        )  # fmt: skip
     return wanted
 
 
 def _run_keys(params: dict[str, Any], variant: str, scale: int, own: set[str]) -> tuple[str, ...]:
-    keys = set(own) | {"train.seed"}
+    keys = set(own)
     for sources in SETTING_KEYS.values():
         keys.update(key.format(variant=variant, scale=scale) for key in sources)
     if variant not in (params.get("models") or {}):
@@ -174,32 +199,32 @@ def _run_keys(params: dict[str, Any], variant: str, scale: int, own: set[str]) -
 
 
 def build_plan(params: dict[str, Any]) -> Plan:
-    """The plan of validated ``params``: runs in the order first asked for, then evaluations."""
-    seed = int(params["train"]["seed"])
+    """The plan of validated ``params``: runs in the order first asked for (each seed of a run
+    after the other), bicubic's evaluations, then the runs'."""
     runs: dict[str, dict[str, Any]] = {}
-    evaluations = []
-    scales, datasets = params["evaluation"]["scales"], params["evaluation"]["datasets"]
-    for scale in scales:
-        for dataset in datasets:
-            path = eval_path(params, BICUBIC, scale, dataset)
-            evaluations.append(
-                Evaluation(BICUBIC, MAIN_GROUP, BICUBIC, None, scale, dataset, False, path)
-            )
-    for wanted, labels in _wanted_runs(params):
-        name = run_name(params, wanted.variant, wanted.scale, wanted.epochs, wanted.loss)
-        entry = runs.setdefault(name, {"wanted": wanted, "roles": set(), "keys": set()})
-        entry["roles"].add(wanted.role)
-        entry["keys"].update(wanted.keys)
-        for label, group, arm, ensemble in labels:
-            on = datasets if group == MAIN_GROUP else [params["ablations"][group]["dataset"]]
-            evaluations.extend(
-                Evaluation(label, group, arm, name, wanted.scale, dataset, ensemble,
-                           eval_path(params, label, wanted.scale, dataset))
-                for dataset in on
-            )  # fmt: skip
+    evaluations = [
+        Evaluation(BICUBIC, MAIN_GROUP, BICUBIC, None, scale, dataset, False,
+                   eval_path(params, BICUBIC, scale, dataset))
+        for scale in params["evaluation"]["scales"]
+        for dataset in params["evaluation"]["datasets"]
+    ]  # fmt: skip
+    for wanted in _wanted_runs(params):
+        for seed in seeds_of(params, wanted.variant):
+            name = run_name(params, wanted.variant, wanted.scale, wanted.epochs, wanted.loss, seed)
+            entry = runs.setdefault(name, {"wanted": wanted, "seed": seed, "roles": set(),
+                                           "keys": set()})  # fmt: skip
+            entry["roles"].add(wanted.role)
+            entry["keys"].update(wanted.keys)
+            for label, group, arm, ensemble, datasets in wanted.evaluations:
+                label = seeded(label, seed)
+                evaluations.extend(
+                    Evaluation(label, group, arm, name, wanted.scale, dataset, ensemble,
+                               eval_path(params, label, wanted.scale, dataset), seed)
+                    for dataset in datasets
+                )  # fmt: skip
     planned = tuple(
         Run(name, e["wanted"].variant, e["wanted"].scale, e["wanted"].epochs, e["wanted"].loss,
-            seed, tuple(r for r in ROLES if r in e["roles"]), run_directory(params, name),
+            e["seed"], tuple(r for r in ROLES if r in e["roles"]), run_directory(params, name),
             _run_keys(params, e["wanted"].variant, e["wanted"].scale, e["keys"]))
         for name, e in runs.items()
     )  # fmt: skip

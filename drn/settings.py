@@ -101,6 +101,15 @@ def training_data(params: dict[str, Any], scale: int) -> tuple[str, str | None, 
     )
 
 
+def seeds_of(params: dict[str, Any], model: str) -> list[int]:
+    """The seeds ``model`` is trained with (``train.seeds``: a list, or a mapping of models to
+    lists with a ``default``)."""
+    seeds = setting(params, "train.seeds")
+    if isinstance(seeds, dict):
+        seeds = seeds.get(model, seeds["default"])
+    return [int(seed) for seed in seeds]
+
+
 def settings_from_params(
     params: dict[str, Any],
     model: str,
@@ -145,7 +154,7 @@ def settings_from_params(
         iterations=round(float(epochs) * per_epoch),
         checkpoint_every=int(get("train.checkpoint_every")),
         log_every=int(get("train.log_every")),
-        seed=int(get("train.seed") if seed is None else seed),
+        seed=seeds_of(params, model)[0] if seed is None else int(seed),
         deterministic=bool(get("train.deterministic")),
         compile="off" if compile_mode is False else str(compile_mode),
         channels_last=bool(get("train.channels_last")),

@@ -61,15 +61,19 @@ def test_the_paper_config_evaluates_every_set_at_every_scale_and_each_ablation_a
     assert {e.run for e in plan.evaluations} - {None} == named  # every run is evaluated
 
 
+def one_seed(params: dict) -> dict:
+    return {**params, "train": {**params["train"], "seeds": [0]}}
+
+
 def test_runs_of_identical_settings_are_trained_once_and_shared():
-    plan = build_plan(DEMO)  # the demo's distillation drn and MAE runs are the same settings
+    plan = build_plan(one_seed(DEMO))  # the demo's distillation drn and MAE runs are alike
     assert [r.name for r in plan.runs] == [
         "drn_x2", "drn_plus_x2", "drn_x2_e0.2", "drn_no_rd_x2_e0.2", "drn_x2_e0.2_l2",
     ]  # fmt: skip
     assert plan.evaluation("distillation-drn", 2, "photos").run == "drn_x2_e0.2"
     assert plan.evaluation("loss-l1", 2, "photos").run == "drn_x2_e0.2"
 
-    params = copy.deepcopy(DEMO)  # an ablation arm equal to a main run is that run
+    params = copy.deepcopy(one_seed(DEMO))  # an ablation arm equal to a main run is that run
     params["ablations"]["loss"]["epochs"] = params["train"]["epochs"]["drn"]
     plan = build_plan(params)
     shared = plan.run("drn_x2")
@@ -78,11 +82,56 @@ def test_runs_of_identical_settings_are_trained_once_and_shared():
     assert "ablations.loss.epochs" in shared.keys and "train.epochs.drn" in shared.keys
 
 
+def test_every_run_is_trained_once_per_seed_and_each_seed_evaluated_apart():
+    plan = build_plan(DEMO)  # train.seeds: {default: [0], drn: [0, 1]}
+    seeds = {r.name: r.seed for r in plan.runs}
+    assert {n: s for n, s in seeds.items() if n.startswith("drn_x2")} == {
+        "drn_x2": 0, "drn_x2_s1": 1, "drn_x2_e0.2": 0, "drn_x2_e0.2_s1": 1, "drn_x2_e0.2_l2": 0,
+        "drn_x2_e0.2_l2_s1": 1,
+    }  # fmt: skip
+    assert seeds["drn_plus_x2"] == 0 and "drn_plus_x2_s1" not in seeds
+    second = plan.evaluation("loss-l1_s1", 2, "photos")
+    assert (second.run, second.arm, second.seed, second.group) == (
+        "drn_x2_e0.2_s1",
+        "l1",
+        1,
+        "loss",
+    )
+    assert plan.evaluation("drn-ensemble_s1", 2, "photos").path == (
+        "results/eval/drn-ensemble_s1/x2/photos.json"
+    )
+    params = copy.deepcopy(PAPER)
+    params["train"]["seeds"] = [0, 1, 2]
+    plan = build_plan(params)
+    assert len(plan.runs) == 3 * len(build_plan(PAPER).runs)
+    assert (
+        build_plan(params).run("drn_plus_x4_s2").keys == build_plan(PAPER).run("drn_plus_x4").keys
+    )
+
+
+def test_a_control_is_trained_with_the_same_recipe_and_evaluated_everywhere():
+    params = copy.deepcopy(PAPER)
+    params["controls"] = ["drn_no_rd"]
+    params["train"]["epochs"]["drn_no_rd"] = 300
+    validate_params(params)
+    plan = build_plan(params)
+    controls = [r for r in plan.runs if r.role == "control"]
+    assert [(r.name, r.epochs, r.loss) for r in controls] == [
+        ("drn_no_rd_x2", 300, "l1"), ("drn_no_rd_x3", 300, "l1"), ("drn_no_rd_x4", 300, "l1"),
+    ]  # fmt: skip
+    calibration = plan.group("calibration")
+    assert len(calibration) == 15 and {e.label for e in calibration} == {"drn_no_rd"}
+    params["controls"] = ["drn"]
+    with pytest.raises(UsageError, match="controls: drn is also one of evaluation.models"):
+        validate_params(params)
+
+
 def test_a_run_is_named_by_what_differs_from_the_default_recipe():
     assert run_name(PAPER, "drn", 2) == "drn_x2"
     assert run_name(PAPER, "drn", 2, epochs=800, loss="l1") == "drn_x2"
     assert run_name(PAPER, "drn_plus", 4, epochs=12.5) == "drn_plus_x4_e12.5"
     assert run_name(PAPER, "drn", 3, loss="l2") == "drn_x3_l2"
+    assert run_name(PAPER, "drn", 3, epochs=5, loss="l2", seed=4) == "drn_x3_e5_l2_s4"
 
 
 def test_each_run_lists_exactly_the_settings_it_reads():

@@ -240,10 +240,11 @@ def test_an_unknown_source_in_a_setting_is_named(tmp_path):
 
 # The small demo's plan (pipeline.small_demo): its ablations train as long as the main runs, so
 # the distillation arm drn and the loss arm l1 are the main run drn_x2, and the arm drn_no_rd is
-# drn_no_rd_x2 (train.epochs.drn_no_rd): 6 runs, not the 8 trainings of one job per use.
+# drn_no_rd_x2 (train.epochs.drn_no_rd); drn is trained with two seeds (train.seeds): 9 runs.
 SMALL_DEMO_RUNS = {
-    "drn_x2": "main,ablation", "drn_x3": "main", "drn_plus_x2": "main", "drn_plus_x3": "main",
-    "drn_no_rd_x2": "ablation", "drn_x2_l2": "ablation",
+    "drn_x2": "main,ablation", "drn_x2_s1": "main,ablation", "drn_x3": "main",
+    "drn_x3_s1": "main", "drn_plus_x2": "main", "drn_plus_x3": "main",
+    "drn_no_rd_x2": "ablation", "drn_x2_l2": "ablation", "drn_x2_l2_s1": "ablation",
 }  # fmt: skip
 
 
