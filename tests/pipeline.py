@@ -53,6 +53,7 @@ def small_demo(tracking=False):
     """demo/params.yaml at two scales with tiny models and a few iterations: every stage, fast."""
     params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
     params["sources"]["photos"] = {"skimage": ["astronaut.png", "camera.png"]}
+    params["sources"]["Set5"] = {"local": str(REPO / "tests/data/Set5")}
     params["downscaled"] = {
         f"train_photos_x{s}": {"of": "train_photos", "scale": s} for s in (2, 3)
     }
