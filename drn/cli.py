@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser(
         "plan", help="every training run and evaluation params.yaml asks for",
         description="Print the experiment plan of params.yaml: the training runs (identical "
-        "ones merged) and the evaluations, with their files.",
+        "ones merged) and the evaluations, with their files; with --cost, each run's iterations "
+        "and projected GPU-hours instead.",
     )  # fmt: skip
     _add_params_option(plan)
     output = plan.add_mutually_exclusive_group()
@@ -225,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--dvc", action="store_true",
         help="as the dvc.yaml of its stages (drn plan --dvc > dvc.yaml; never edit it by hand)",
+    )  # fmt: skip
+    plan.add_argument(
+        "--cost", action="store_true",
+        help="each run's iterations and GPU-hours, and their total: a projection from the GPU "
+        "throughput recorded in drn/reference/gpu_throughput.yaml (with --json: as JSON)",
     )  # fmt: skip
     plan.set_defaults(run=_run_plan)
 
@@ -361,6 +367,11 @@ def _run_plan(args: argparse.Namespace) -> None:
 
     params = _params(args.params)
     plan = build_plan(params)
+    if args.cost and args.dvc:
+        raise UsageError("drn plan: --cost prints tables (or --json), not dvc.yaml")
+    if args.cost:
+        _print_plan_cost(params, plan, args.json)
+        return
     if args.dvc:
         from drn.dvc_stages import dvc_yaml
 
@@ -391,6 +402,44 @@ def _run_plan(args: argparse.Namespace) -> None:
     _print_whole(evaluations)
     results = Path(params["paths"]["results"])
     _say(f"evaluation JSONs: {results}/eval/LABEL/xSCALE/DATASET.json")
+
+
+def _print_plan_cost(params: dict, plan, as_json: bool) -> None:
+    """drn plan --cost: drn.cost's projection of every run, its basis, sources and total."""
+    import json
+
+    from drn.cost import PROJECTION, THROUGHPUT, estimate_plan
+
+    cost = estimate_plan(params, plan)
+    if as_json:
+        _say(json.dumps(cost.to_json(), indent=2))
+        return
+    table = Table(title=f"Cost of the {len(cost.runs)} training runs: {PROJECTION}",
+                  title_justify="left")  # fmt: skip
+    numeric = ("scale", "iterations", "it/s", "GPUs", "GPU-hours")
+    for column in ("run", "roles", "model", *numeric, "basis"):
+        table.add_column(column, justify="right" if column in numeric else "left")
+    for c in cost.runs:
+        table.add_row(c.run, ", ".join(c.roles), c.variant, f"x{c.scale}", f"{c.iterations:,}",
+                      f"{c.iterations_per_s:.1f}", str(c.gpus), f"{c.gpu_hours:.2f}",
+                      c.kind)  # fmt: skip
+    total = cost.total
+    table.add_section()
+    table.add_row("total", "", "", "", f"{total.iterations:,}", "", "", f"{total.gpu_hours:.2f}",
+                  "projection")  # fmt: skip
+    _print_whole(table)
+    _say("Basis of each run's rate:")
+    for c in cost.runs:
+        _say(f"  {c.run}: {c.basis}")
+    _say(f"Recorded GPU throughput ({THROUGHPUT.parent.parent.name}/reference/{THROUGHPUT.name}):")
+    for m in cost.sources:
+        _say(f"  [{m.id}] {m.variant} x{m.scale}, {m.measured} ({m.mode}): {m.cite()}; "
+             f"command: {m.command}")  # fmt: skip
+    for note in cost.notes:
+        _say(f"Note: {note}")
+    roles = ", ".join(f"{role} {hours:.2f}" for role, hours in total.gpu_hours_by_role.items())
+    _say(f"Total: {total.gpu_hours:.2f} GPU-hours ({roles}) for {total.iterations:,} iterations "
+         f"of {total.runs} runs: {PROJECTION}.")  # fmt: skip
 
 
 def _run_fetch(args: argparse.Namespace) -> None:
