@@ -26,22 +26,35 @@ THROWAWAY = {
     "epochs": 0.3,
     "dataset": "photos",
 }
-# (psnr, ssim) of each fake evaluation JSON, by label
+# (psnr, ssim) of each fake evaluation JSON, by label (a seed s > 0: label_s{s}); each has three
+# images img0..img2 at psnr + OFFSETS[label] (default -0.1, 0, +0.1), so that psnr is their mean
 FAKE = {
     "bicubic": (33.67, 0.9303),  # on Set5 x2 (the paper's: 33.66/0.9300)
     "distillation-drn": (30.11, 0.8811),
-    "distillation-drn_no_rd": (29.22, 0.8722),
+    "distillation-drn_no_rd": (29.81, 0.8722),  # per image 0.25..0.35 dB below drn's
+    "loss-l1": (28.33, 0.8633),  # l1 and l2 of the same mean, per image -0.2, 0, +0.2 apart
+    "loss-l1_s1": (28.33, 0.8633),
     "loss-l2": (28.33, 0.8633),
+    "loss-l2_s1": (28.33, 0.8633),
     "width-drn": (31.44, 0.9044),
     "width-drn_plus": (31.55, 0.9055),
     "drn": (37.66, 0.9566),
+    "drn_s1": (37.70, 0.9570),  # drn's second seed: 37.68 +- 0.03 (n = 2)
+    "edsr_baseline": (37.95, 0.9600),  # the control on Set5 x2 (published: 37.98/0.9604)
+}
+OFFSETS = {
+    "distillation-drn_no_rd": (-0.15, 0.0, 0.15),
+    "loss-l2": (0.1, 0.0, -0.1),
+    "loss-l2_s1": (0.1, 0.0, -0.1),
 }
 
 
 def params_with_throwaway() -> dict:
-    """demo/params.yaml, plus Set5 as an evaluation dataset, DRN's self-ensemble only, and an
-    ablation `width` that no code knows of."""
+    """demo/params.yaml, plus Set5 as an evaluation dataset, DRN's self-ensemble only, the
+    control edsr_baseline at its published size, and an ablation `width` that no code knows of."""
     params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
+    params["controls"] = ["edsr_baseline"]
+    params["train"]["epochs"].setdefault("edsr_baseline", 0.6)
     params["sources"]["Set5"] = {"local": None}
     params["evaluation"].update(datasets=["photos", "Set5"], ensemble_models=["drn"])
     params["ablations"]["width"] = dict(THROWAWAY)
@@ -49,6 +62,14 @@ def params_with_throwaway() -> dict:
     params["tracking"]["enabled"] = False
     params["report"]["visuals"] = [{"dataset": "photos", "image": "chelsea", "scale": 2}]
     return params
+
+
+def fake_result(psnr: float, ssim: float, scale: int, offsets=(-0.1, 0.0, 0.1)) -> dict:
+    """An evaluation JSON of mean ``psnr``: one image per offset (img0, img1, ...)."""
+    images = [
+        {"name": f"img{i}", "psnr": psnr + offset, "ssim": ssim} for i, offset in enumerate(offsets)
+    ]
+    return {"psnr": psnr, "ssim": ssim, "scale": scale, "images": images}
 
 
 def fake_checkpoint(path: Path, variant: str) -> None:
@@ -65,7 +86,7 @@ def fake_checkpoint(path: Path, variant: str) -> None:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """The report of params_with_throwaway() in a fresh folder: the JSONs of FAKE written where
-    the plan says (on Set5 only, for the Table 3 labels), drn_x2_e0.3
+    the plan says (on Set5 only, for the Table 3 and calibration labels), drn_x2_e0.3
     trained (a checkpoint), drn_x2 only a model.pt (for the visual), every other run not."""
     from drn.report import build_report
 
@@ -76,13 +97,13 @@ def workspace(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for evaluation in plan.evaluations:
-            on_set5 = evaluation.group != "table3" or evaluation.dataset == "Set5"
-            if evaluation.label in FAKE and on_set5:
+            on_set5 = evaluation.group not in ("table3", "calibration")
+            if evaluation.label in FAKE and (on_set5 or evaluation.dataset == "Set5"):
                 psnr, ssim = FAKE[evaluation.label]
                 path = Path(evaluation.path)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                result = {"psnr": psnr, "ssim": ssim, "scale": evaluation.scale, "images": {}}
-                path.write_text(json.dumps(result))
+                offsets = OFFSETS.get(evaluation.label, (-0.1, 0.0, 0.1))
+                path.write_text(json.dumps(fake_result(psnr, ssim, evaluation.scale, offsets)))
         run = plan.run("drn_x2_e0.3")
         fake_checkpoint(Path(run.directory) / "checkpoints" / "last.pt", run.variant)
         fake_checkpoint(Path(plan.run("drn_x2").model), "drn")  # a model, no training record
@@ -110,37 +131,64 @@ def table_rows(block: str, first: str) -> list[list[str]]:
 def test_an_ablation_added_only_in_params_yaml_appears_in_the_report(workspace):
     folder, plan, html, markdown = workspace
     block = section(markdown, THROWAWAY["title"])
-    assert "Ablation `width`: photos x2 after 0.3 epochs, one run per model." in block
+    assert "Ablation `width`: photos x2 after 0.3 epochs, one run per model and seed." in block
     assert "Paper PSNR" not in block  # it redoes no table of the paper
-    rows = table_rows(block, "drn")
+    rows = table_rows(block, "drn")[:2]
     assert rows == [
-        ["drn", "drn_x2_e0.3", "31.44 / 0.9044"],
-        ["drn_plus", "drn_plus_x2_e0.3", "31.55 / 0.9055"],
-    ]
-    assert [r[1] for r in rows] == [plan.evaluation(f"width-{r[0]}", 2, "photos").run for r in rows]
+        ["drn", "drn_x2_e0.3, drn_x2_e0.3_s1", "31.44 ± - / 0.9044 (n = 1 of 2)"],
+        ["drn_plus", "drn_plus_x2_e0.3", "31.55 ± - / 0.9055 (n = 1)"],
+    ]  # drn has two seeds in the demo, one evaluated here; sd "-" for one
+    runs = [r[1].split(", ")[0] for r in rows]
+    assert runs == [plan.evaluation(f"width-{r[0]}", 2, "photos").run for r in rows]
+    assert "- drn - drn_plus: mean -0.11 dB over 3 pairs" in block
+    assert "the paper makes no claim about it." in block
     assert "figures/ablation-width.png" in block
     assert (folder / "reports/figures/ablation-width.png").read_bytes()[:4] == b"\x89PNG"
     assert f'<h2 id="ablation-width">{THROWAWAY["title"]}</h2>' in html
 
 
-def test_a_paper_ablation_is_beside_the_papers_table_and_the_others_are_generic(workspace):
+def interval(row: list[str]) -> tuple[float, float]:
+    low, high = row[3].split(" to ")
+    return float(low), float(high)
+
+
+def test_a_paper_ablation_is_beside_the_papers_table_with_paired_intervals(workspace):
     markdown = workspace[3]
     distillation = section(markdown, "Residual distilling blocks on and off (Table 2)")
     assert "The paper's Table 2 is Set5 x3 after 100 epochs: not comparable." in distillation
-    assert table_rows(distillation, "drn") == [
-        ["drn", "drn_x2_e0.2", "30.11 / 0.8811", "33.98"],
-        ["drn_no_rd", "drn_no_rd_x2_e0.2", "29.22 / 0.8722", "33.83"],
+    assert table_rows(distillation, "drn")[:2] == [
+        ["drn", "drn_x2_e0.2, drn_x2_e0.2_s1", "30.11 ± - / 0.8811 (n = 1 of 2)", "33.98"],
+        ["drn_no_rd", "drn_no_rd_x2_e0.2", "29.81 ± - / 0.8722 (n = 1)", "33.83"],
     ]
+    # drn is 0.35, 0.30, 0.25 dB above drn_no_rd on the three images of the seed both have
+    contrast = table_rows(distillation, "drn - drn_no_rd")[0]
+    assert contrast[1:3] == ["3 (3 images x 1 seed)", "+0.30"]
+    low, high = interval(contrast)
+    assert 0.25 <= low < 0.30 < high <= 0.35
+    assert contrast[4] == "BCa"
+    assert contrast[5] == "+0.15 dB (Table 2: RDBs 33.98 - No RDBs 33.83)"
+    assert (
+        "- drn - drn_no_rd: supported (the interval excludes 0 on the paper's side" in distillation
+    )
+    assert "the paper's +0.15 dB lies outside the interval." in distillation
     loss = section(markdown, "MAE (the paper's loss) against MSE")
-    assert "one run per loss" in loss and "Paper PSNR" not in loss
-    # the l1 arm shares its run with distillation-drn (identical settings: one run)
-    assert table_rows(loss, "l") == [
-        ["l1", "drn_x2_e0.2", "not run"],
-        ["l2", "drn_x2_e0.2_l2", "28.33 / 0.8633"],
+    assert "one run per loss and seed" in loss and "Paper PSNR" not in loss
+    # the l1 arm shares its runs with distillation-drn (identical settings: one run)
+    assert table_rows(loss, "l")[:2] == [
+        ["l1", "drn_x2_e0.2, drn_x2_e0.2_s1", "28.33 ± 0.00 / 0.8633 (n = 2)"],
+        ["l2", "drn_x2_e0.2_l2, drn_x2_e0.2_l2_s1", "28.33 ± 0.00 / 0.8633 (n = 2)"],
     ]
+    # equal means, per image -0.2, 0, +0.2 apart in both seeds: the interval straddles 0
+    contrast = table_rows(loss, "l1 - l2")[0]
+    assert contrast[1] == "6 (3 images x 2 seeds)"
+    low, high = interval(contrast)
+    assert -0.2 <= low < 0 < high <= 0.2
+    assert contrast[5].startswith("direction only, first arm better; no size (Sec. 2.5")
+    assert "- l1 - l2: not resolved by this data (the interval contains 0;" in loss
+    assert "the paper gives no size." in loss
 
 
-def test_table3_columns_are_the_plans_arms_and_each_cell_says_why_it_is_empty(workspace):
+def test_table3_cells_are_over_seeds_and_each_empty_one_says_why(workspace):
     markdown = workspace[3]
     block = section(markdown, "Table 3: benchmark results")
     header = next(line for line in block.splitlines() if line.startswith("| Dataset |"))
@@ -149,19 +197,123 @@ def test_table3_columns_are_the_plans_arms_and_each_cell_says_why_it_is_empty(wo
     rows = {(r[0], r[1]): r[2:] for r in table_rows(block, "") if r[1].startswith("x")}
     assert len(rows) == 15
     assert rows["Set5", "x2"] == [
-        "33.67 / 0.9303<br>33.66 / 0.9300<br>+0.01 / +0.0003",
-        "**37.66 / 0.9566**<br>38.06 / 0.9607<br>-0.40 / -0.0041",
+        "33.67 / 0.9303<br>33.66 / 0.9300<br>+0.01 / +0.0003",  # bicubic: not trained, no seeds
+        "**37.68 ± 0.03 / 0.9568 (n = 2)**<br>38.06 / 0.9607<br>-0.38 / -0.0039",
         "not run<br>38.06 / 0.9607",
         "not run<br>38.18 / 0.9612",
     ]  # bold: our best in the row; the self-ensemble sits beside the paper's DRN
     assert rows["Set5", "x3"][0] == "not planned<br>30.39 / 0.8688"  # the demo is x2 only
-    assert "- **DRN x2**: below the paper: mean -0.40 dB over 1 set (-0.40 to -0.40)" in markdown
+    assert (
+        "- **DRN x2**: below the paper: mean -0.38 dB over 1 set (-0.38 to -0.38; n = 2 seeds)"
+        in markdown
+    )
     assert "- **DRN+ x2**: not run" in markdown and "- **DRN+ x3**: not planned" in markdown
     assert "DRN+ (self-ensemble) x2" not in markdown  # no verdict for a column not planned
     other = section(markdown, "Other evaluations")
     assert "| drn | x2 | photos | - | not run | drn_x2 |" in other
+    assert "| drn_s1 | x2 | photos | - | not run | drn_x2_s1 |" in other
     assert "| bicubic | x2 | photos | - | not run | - |" in other
     assert "Set5" not in other and "distillation" not in other  # shown in their own sections
+    assert "edsr_baseline" not in other  # in Calibration
+
+
+def test_the_demo_scale_runs_are_labelled_so(workspace):
+    _, _, html, markdown = workspace
+    label = (
+        "demo-scale run (DRN: 600 iterations; the paper: 800,000. "
+        "DRN+: 400 iterations; the paper: 300,000)"
+    )
+    for heading in ("Verdicts", "Table 3: benchmark results"):
+        assert f"**This is a {label}" in section(markdown, heading)
+    distillation = section(markdown, "Residual distilling blocks on and off (Table 2)")
+    assert "**This is a demo-scale run (200 iterations; the paper: 100,000)**" in distillation
+    loss = section(markdown, "MAE (the paper's loss) against MSE")
+    assert "**This is a demo-scale run (200 iterations; the paper: 800,000)**" in loss
+    calibration = section(markdown, "Calibration")
+    assert "demo-scale run (600 iterations; the published recipe: 300,000)" in calibration
+    # verdicts, Table 3, the three ablations, the control
+    assert html.count("<b>This is a demo-scale run (") == 6
+
+
+def test_the_papers_recipe_is_not_demo_scale():
+    from drn.report import gather
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    reference = gather.paper()
+    plan = build_plan(params)
+    assert gather.main_scale(plan, params, reference) == ""
+    assert all(a.scale_label == "" for a in gather.ablations(plan, params, reference))
+    assert all(c.scale_label == "" for c in gather.calibrations(plan, params, reference, 0.05))
+
+
+def test_calibration_puts_the_control_beside_its_published_numbers(workspace):
+    _, _, html, markdown = workspace
+    block = section(markdown, "Calibration")
+    assert "### EDSR baseline (`edsr_baseline`)" in block
+    assert "Published: the EDSR authors' released baseline weights" in block
+    assert "Coloquinte/torchSR" in block and "Caveats:" in block
+    rows = {(r[0], r[1]): r[2:] for r in table_rows(block, "") if r[1:2] and r[1].startswith("x")}
+    assert rows["Set5", "x2"] == [
+        "37.95 ± - / 0.9600 (n = 1)", "37.98 / 0.9604", "-0.03 / -0.0004", "reproduced",
+        "37.99/0.9604 (srtransgan)",
+    ]  # fmt: skip
+    assert rows["photos", "x2"] == ["not run", "not published", "-", "-", "-"]
+    assert (
+        "- **EDSR baseline x2**: reproduced: within 0.05 dB on all 1 set (mean -0.03; n = 1 seed)"
+        in block
+    )
+    assert "| x2 | 1,369,859 | 1.37M | matches |" in block  # the published size
+    assert "EDSR baseline reproduces its published numbers wherever it ran" in block
+    assert "evidence about the paper" in block
+    assert '<h2 id="calibration">Calibration</h2>' in html
+
+
+def test_a_parameter_count_matches_at_the_published_precision():
+    from drn.report.gather import ParameterCheck
+
+    assert ParameterCheck(2, 1_369_859, "1.37M").matches
+    assert ParameterCheck(4, 1_517_571, "1.52M").matches
+    assert not ParameterCheck(2, 1_379_859, "1.37M").matches
+    assert ParameterCheck(2, 665_000, "665K").matches
+    assert ParameterCheck(2, 1_369_859, None).matches is None
+
+
+def calibration(kinds_and_deltas, scale_label=""):
+    from drn.report.gather import Calibration
+    from drn.report.stats import Verdict
+
+    verdicts = []
+    for scale, deltas in kinds_and_deltas:
+        found = Verdict("EDSR baseline", scale, deltas, 0.05)
+        found.against = "the published numbers"
+        verdicts.append(found)
+    return Calibration("edsr_baseline", "EDSR baseline", [], verdicts, [], {}, scale_label)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "reading"),
+    [
+        ([(2, [0.01, -0.02])], "reproduces its published numbers wherever it ran: the pipeline"),
+        ([(2, [0.01]), (4, [-0.3])], "is off its published numbers (x4 below, mean -0.30 dB)"),
+        ([(2, [])], "is in the plan but has no result yet"),
+    ],
+)
+def test_the_calibration_reading_for_drns_verdicts(verdicts, reading):
+    from drn.report import _calibration_reading
+
+    found = calibration(verdicts)
+    assert reading in _calibration_reading(found)
+    if found.case == "reproduces":
+        assert "a gap between DRN and the paper is evidence about the paper" in (
+            _calibration_reading(found)
+        )
+    if found.case == "off":
+        assert "first evidence about the pipeline, not about the paper" in (
+            _calibration_reading(found)
+        )
+    assert "No control in this plan" in _calibration_reading(None)
+    labelled = _calibration_reading(calibration(verdicts, "demo-scale run (6 iterations; x)"))
+    assert labelled.startswith("This is a demo-scale run (6 iterations; x): ")
 
 
 def test_provenance_lists_every_run_of_the_plan_with_its_roles(workspace):

@@ -4,8 +4,10 @@
 embedded, no scripts, opens offline) and ``report.md`` (figures in ``figures/``), from the
 evaluations and training runs of the plan of params.yaml (drn/plan.py: every label, path, run,
 Table 3 column and ablation comes from there), MLflow and params.yaml; optionally a PDF printed
-by a headless Chromium. :mod:`drn.report.gather` collects the numbers, :mod:`drn.report.figures`
-draws, :mod:`drn.report.visuals` makes the zoomed crops; this module renders and writes.
+by a headless Chromium. :mod:`drn.report.gather` collects the numbers, :mod:`drn.report.stats`
+defines the statistics (mean ± sd over seeds, verdicts, paired bootstrap intervals; the report
+states the same definitions), :mod:`drn.report.figures` draws, :mod:`drn.report.visuals` makes
+the zoomed crops; this module renders and writes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from drn.data import atomic_write
 from drn.errors import UsageError
 from drn.plan import Plan, build_plan
-from drn.report import figures, gather
+from drn.report import figures, gather, stats
 from drn.report.visuals import comparison
 from drn.tracking import git_commit
 
@@ -38,6 +40,21 @@ def _fmt_delta(pair: tuple[float, float]) -> str:
     return f"{pair[0]:+.2f} / {pair[1]:+.4f}"
 
 
+def _fmt_seeds(seeds: stats.Seeds | None, deterministic: bool = False) -> str:
+    """Ours over seeds: 'PSNR mean ± sd / SSIM mean (n = 2)' (sd '-' for one seed); a
+    deterministic result (bicubic: no training) as 'PSNR / SSIM'."""
+    if seeds is None:
+        return "-"
+    psnr, ssim = seeds.mean
+    if deterministic:
+        return f"{psnr:.2f} / {ssim:.4f}"
+    return f"{psnr:.2f} ± {seeds.sd_text} / {ssim:.4f} ({seeds.n_text})"
+
+
+def _fmt_cell(cell: gather.Cell) -> str:
+    return _fmt_seeds(cell.seeds, cell.deterministic)
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return gather.NOT_RECORDED
@@ -47,16 +64,7 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes:.1f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
-def _model_parameters(name: str, scale: int, params: dict[str, Any]) -> int:
-    """Trainable parameters of ``name`` at ``scale`` as params.yaml sizes it (built on the meta
-    device: no memory, no time)."""
-    import torch
-
-    from drn.models import build_from_params
-    from drn.models.complexity import trainable_parameters
-
-    with torch.device("meta"):
-        return trainable_parameters(build_from_params(params, name, scale))
+_model_parameters = gather.model_parameters
 
 
 def _size_rows(reference: dict[str, Any], plan: Plan, params: dict[str, Any]) -> list[dict]:
@@ -73,13 +81,13 @@ def _size_rows(reference: dict[str, Any], plan: Plan, params: dict[str, Any]) ->
             "psnr_missing": "not in the paper's Table 3", "source": entry["source"],
         })  # fmt: skip
     for variant in _main_variants(plan):
-        evaluation = gather.find(plan, variant, 4, "Set5")
-        ours = gather.read(evaluation)
+        evaluations = gather.cell_evaluations(plan, gather.MAIN_GROUP, variant, 4, "Set5")
+        ours = gather.seeds(evaluations)
         count = _model_parameters(variant, 4, params)
         rows.append({
             "name": f"{gather.title(variant)} (ours)", "parameters": float(count),
-            "parameters_text": f"{count:,}", "psnr": ours["psnr"] if ours else None,
-            "psnr_missing": gather.NOT_RUN if evaluation else gather.NOT_PLANNED,
+            "parameters_text": f"{count:,}", "psnr": ours.mean[0] if ours else None,
+            "psnr_missing": gather.NOT_RUN if evaluations else gather.NOT_PLANNED,
             "source": "counted from the model built with params.yaml's sizes", "ours": True,
         })  # fmt: skip
     return rows
@@ -126,6 +134,7 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
         ]
         pngs[_ablation_figure(ablation.name)] = figures.curves(curves, "validation PSNR (dB)")
     other_rows = gather.elsewhere(plan)
+    calibrations = gather.calibrations(plan, params, reference, tolerance)
     tracking = params["tracking"]
     context = {
         "generated": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -136,6 +145,16 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
         "paper_notes": reference["table3"]["notes"],
         "verdicts": gather.verdicts(plan, table3, tolerance),
         "tolerance": tolerance,
+        "main_scale": gather.main_scale(plan, params, reference),
+        "calibrations": calibrations,
+        "calibration_reading": _calibration_reading,
+        "stats": {
+            "confidence": f"{stats.CONFIDENCE:.0%}",
+            "resamples": f"{stats.RESAMPLES:,}",
+            "random_seed": stats.RANDOM_SEED,
+            "few_pairs": stats.FEW_PAIRS,
+            "demo_fraction": f"{gather.DEMO_FRACTION:.0%}",
+        },
         "ablations": ablations,
         "ablation_figure": _ablation_figure,
         "size_rows": size_rows,
@@ -155,6 +174,9 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
         "not_run": gather.NOT_RUN,
         "not_planned": gather.NOT_PLANNED,
         "fmt": _fmt,
+        "fmt_cell": _fmt_cell,
+        "fmt_seeds": _fmt_seeds,
+        "signed": stats.signed,
         "fmt_delta": _fmt_delta,
         "duration": _duration,
     }
@@ -183,6 +205,54 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
     if pdf:
         written["pdf"] = print_pdf(written["html"], out / "report.pdf")
     return written
+
+
+def _calibration_reading(calibration: gather.Calibration | None) -> str:
+    """What a control's result means for the verdicts on DRN (None: the plan has no control)."""
+    pipeline = "data, LR images, training recipe, evaluation"
+    if calibration is None:
+        return (
+            "No control in this plan (params.yaml: controls): a gap between DRN and the paper "
+            f"cannot be told apart from a fault of the pipeline ({pipeline})."
+        )
+    name, case = calibration.title, calibration.case
+    prefix = ""
+    if calibration.scale_label:
+        prefix = (
+            f"This is a {calibration.scale_label}: a control trained this briefly is not "
+            "expected to reach its published numbers, so what follows shows the reading, not "
+            "evidence. "
+        )
+    if case == "not run":
+        text = (
+            f"{name} is in the plan but has no result yet: until it has, a gap between DRN and "
+            f"the paper cannot be told apart from a fault of the pipeline ({pipeline})."
+        )
+    elif case == "reproduces":
+        text = (
+            f"{name} reproduces its published numbers wherever it ran: the pipeline ({pipeline}) "
+            "reproduces a known model, so a gap between DRN and the paper is evidence about the "
+            "paper (its numbers, or what it leaves unsaid), not about the pipeline."
+        )
+    elif case == "off":
+        off = "; ".join(
+            f"x{v.scale} {v.kind}, mean {stats.signed(sum(v.deltas) / len(v.deltas))} dB"
+            for v in calibration.verdicts
+            if v.kind in ("below", "above")
+        )
+        text = (
+            f"{name} is off its published numbers ({off}): the pipeline ({pipeline}) does not "
+            "reproduce a known model, so a gap between DRN and the paper is first evidence about "
+            "the pipeline, not about the paper; read each DRN gap beside the control's at the "
+            "same scale."
+        )
+    else:
+        text = (
+            f"{name} is inconclusive (outside the tolerance, but the published values lie within "
+            "our seeds' range): more seeds are needed before a gap between DRN and the paper can "
+            "be laid at the pipeline's door or the paper's."
+        )
+    return prefix + text
 
 
 def _ablation_figure(name: str) -> str:

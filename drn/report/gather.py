@@ -3,7 +3,15 @@
 What to look for comes from the plan (drn/plan.py): its evaluations' JSONs (each one's ``path``)
 and its runs' checkpoints ({directory}/checkpoints/last.pt: settings, curves, time, hardware);
 then MLflow (run IDs, links, metric histories), dvc.lock (data hashes), params.yaml and the
-paper's numbers (drn/reference/drn_paper.yaml). Nothing here rebuilds a label or a path.
+paper's numbers (drn/reference/drn_paper.yaml), and a control's published numbers
+(drn/reference/{control}.yaml). Nothing here rebuilds a label or a path.
+
+A cell of the plan is one or more evaluations: one per seed of ``train.seeds``. Cells, verdicts,
+ablation contrasts and the calibration follow the definitions of :mod:`drn.report.stats` (mean
+± sample sd over seeds, n; reproduced / inconclusive / below / above; paired bootstrap intervals
+and the supported / not supported / not resolved sentence). A section whose runs train far fewer
+samples than the paper's recipe (under ``DEMO_FRACTION`` of its iterations x batch) is labelled
+"demo-scale run (N iterations; the paper: M)".
 """
 
 from __future__ import annotations
@@ -12,16 +20,28 @@ import importlib.metadata
 import json
 import platform
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from drn.plan import BICUBIC, MAIN_GROUP, Evaluation, Plan
+from drn.plan import BICUBIC, CONTROL_GROUP, MAIN_GROUP, Evaluation, Plan
+from drn.plan import Run as PlannedRun
+from drn.report.stats import (
+    NOT_PLANNED,
+    NOT_RUN,
+    Claim,
+    Interval,
+    Seeds,
+    Verdict,
+    paired_interval,
+    seeds_of,
+    sentence,
+)
 
-PAPER = Path(__file__).resolve().parents[1] / "reference" / "drn_paper.yaml"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
+PAPER = REFERENCE / "drn_paper.yaml"
 PAPER_DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 SCALES = (2, 3, 4)
 # Table 3's columns are the plan's arms of group table3; each known arm -> (its title, the paper's
@@ -36,8 +56,11 @@ ARMS = {
 }
 # The rows of the paper's ablation tables (an ablation's `paper`) that our model variants redo.
 PAPER_ARMS = {"table2": {"drn": "RDBs", "drn_no_rd": "No RDBs"}}
-NOT_RUN = "not run"  # in the plan, no result yet
-NOT_PLANNED = "not planned"  # params.yaml does not ask for it
+# Controls (params.yaml `controls`) by title, where their reference file gives none.
+CONTROLS = {"edsr_baseline": "EDSR baseline"}
+# The paper's recipe (drn_paper.yaml training.epochs) each model variant is compared with.
+PAPER_RECIPE = {"drn": "DRN", "drn_plus": "DRN+", "drn_no_rd": "DRN"}
+DEMO_FRACTION = 0.1  # a run of fewer samples (iterations x batch) than this of the paper's
 
 
 def paper() -> dict[str, Any]:
@@ -69,21 +92,59 @@ def find(plan: Plan, label: str, scale: int, dataset: str) -> Evaluation | None:
     return None
 
 
+def result(evaluation: Evaluation | None) -> tuple[float, float] | None:
+    """(PSNR, SSIM) of an evaluation's JSON, or None: not planned or not run yet."""
+    data = read(evaluation)
+    return None if data is None else (data["psnr"], data["ssim"])
+
+
+def seeds(evaluations: list[Evaluation]) -> Seeds | None:
+    """The per-seed results of one cell's evaluations (one per seed), None: none run yet."""
+    return seeds_of([result(e) for e in evaluations])
+
+
+def cell_evaluations(plan: Plan, group: str, arm: str, scale: int,
+                     dataset: str) -> list[Evaluation]:  # fmt: skip
+    """The plan's evaluations of ``arm`` of ``group`` on ``dataset`` at ``scale``: one per seed."""
+    return [e for e in plan.group(group) if (e.arm, e.scale, e.dataset) == (arm, scale, dataset)]
+
+
+def per_image(evaluation: Evaluation) -> dict[str, float]:
+    """PSNR by image name of an evaluation's JSON (an infinite PSNR, written as null, left out)."""
+    data = read(evaluation) or {}
+    return {i["name"]: i["psnr"] for i in data.get("images") or [] if i.get("psnr") is not None}
+
+
 @dataclass
 class Cell:
-    """One table cell: our number (or None: ``missing`` says why), the paper's, their difference."""
+    """One table cell: our results over seeds (None: ``missing`` says why), the published
+    number beside them, their difference."""
 
-    ours: tuple[float, float] | None
+    seeds: Seeds | None
     theirs: tuple[float, float] | None
     note: str = ""
     best: bool = False
     missing: str = NOT_RUN
+    deterministic: bool = False  # bicubic: no training, no seed
+
+    @property
+    def ours(self) -> tuple[float, float] | None:
+        """The mean over seeds of (PSNR, SSIM)."""
+        return None if self.seeds is None else self.seeds.mean
 
     @property
     def delta(self) -> tuple[float, float] | None:
         if self.ours is None or self.theirs is None:
             return None
         return self.ours[0] - self.theirs[0], self.ours[1] - self.theirs[1]
+
+    @property
+    def spread_delta(self) -> tuple[float, float] | None:
+        """The seeds' spread (min..max PSNR) minus the published PSNR; None: one seed."""
+        if self.seeds is None or self.seeds.spread is None or self.theirs is None:
+            return None
+        low, high = self.seeds.spread
+        return low - self.theirs[0], high - self.theirs[0]
 
 
 @dataclass
@@ -114,50 +175,42 @@ def unplanned_columns(plan: Plan) -> list[str]:
 
 def table3(plan: Plan, reference: dict[str, Any]) -> list[Row]:
     """The plan's bicubic and models (with and without self-ensemble) beside the paper's Table 3,
-    one row per dataset and scale of the paper's."""
+    one row per dataset and scale of the paper's; a model's cell over its seeds."""
     values = reference["table3"]["values"]
     notes = {tuple(n["cell"]): n["note"] for n in reference["table3"]["notes"]}
-    planned = {(e.arm, e.scale, e.dataset): e for e in plan.group(MAIN_GROUP)}
     columns = table3_columns(plan)
     rows = []
     for dataset in PAPER_DATASETS:
         for scale in SCALES:
             row = Row(dataset, scale)
             for column in columns:
-                evaluation = planned.get((column.arm, scale, dataset))
-                ours = read(evaluation)
+                evaluations = cell_evaluations(plan, MAIN_GROUP, column.arm, scale, dataset)
                 theirs = parse_cell(values[column.paper][dataset][scale]) if column.paper else None
                 row.cells.append(Cell(
-                    None if ours is None else (ours["psnr"], ours["ssim"]), theirs,
-                    notes.get((column.paper, dataset, scale), ""),
-                    missing=NOT_RUN if evaluation else NOT_PLANNED,
+                    seeds(evaluations), theirs, notes.get((column.paper, dataset, scale), ""),
+                    missing=NOT_RUN if evaluations else NOT_PLANNED,
+                    deterministic=column.arm == BICUBIC,
                 ))  # fmt: skip
-            run = [c for c in row.cells if c.ours is not None and c.ours[0] is not None]
+            run = [c for c in row.cells if c.ours is not None]
             if run:
                 max(run, key=lambda c: c.ours[0]).best = True
             rows.append(row)
     return rows
 
 
-@dataclass
-class Verdict:
-    model: str
-    scale: int
-    deltas: list[float]
-    tolerance: float
-    planned: bool = True  # False: the plan evaluates it on none of the paper's datasets
-
-    @property
-    def text(self) -> str:
-        if not self.deltas:
-            return NOT_RUN if self.planned else NOT_PLANNED
-        mean = statistics.fmean(self.deltas)
-        sets = f"{len(self.deltas)} set{'s' * (len(self.deltas) > 1)}"
-        if all(abs(d) <= self.tolerance for d in self.deltas):
-            return f"reproduced: within {self.tolerance:.2f} dB on all {sets} (mean {mean:+.2f})"
-        side = "below" if mean < 0 else "above"
-        spread = f"{min(self.deltas):+.2f} to {max(self.deltas):+.2f}"
-        return f"{side} the paper: mean {mean:+.2f} dB over {sets} ({spread})"
+def verdict(model: str, scale: int, cells: list[Cell], tolerance: float,
+            published: bool = False, empty: str | None = None) -> Verdict:  # fmt: skip
+    """The verdict (drn.report.stats) of a model at a scale from its cells on the datasets."""
+    measured = [cell for cell in cells if cell.delta is not None]
+    found = Verdict(
+        model, scale, [cell.delta[0] for cell in measured], tolerance,
+        any(cell.missing != NOT_PLANNED for cell in cells),
+        [cell.spread_delta for cell in measured], [cell.seeds.n for cell in measured],
+        empty=empty,
+    )  # fmt: skip
+    if published:
+        found.against, found.value = "the published numbers", "the published value"
+    return found
 
 
 def verdicts(plan: Plan, rows: list[Row], tolerance: float) -> list[Verdict]:
@@ -168,25 +221,106 @@ def verdicts(plan: Plan, rows: list[Row], tolerance: float) -> list[Verdict]:
             continue
         for scale in SCALES:
             cells = [row.cells[index] for row in rows if row.scale == scale]
-            deltas = [cell.delta[0] for cell in cells if cell.delta is not None]
-            planned = any(cell.missing != NOT_PLANNED for cell in cells)
-            found.append(Verdict(column.title, scale, deltas, tolerance, planned))
+            found.append(verdict(column.title, scale, cells, tolerance))
     return found
+
+
+def paper_epochs(reference: dict[str, Any], variant: str) -> tuple[float, str]:
+    """The epochs of the paper's recipe that a run of ``variant`` is compared with, and whose
+    they are: the paper's for its models (PAPER_RECIPE), else (a control: the same recipe as
+    DRN's) the paper's DRN's."""
+    epochs = (reference.get("training") or {}).get("epochs") or {}
+    column = PAPER_RECIPE.get(variant, "DRN")
+    return float(epochs.get(column, 800)), column
+
+
+def demo_scale(entries: list[tuple[str, PlannedRun, float]], params: dict[str, Any],
+               reference: dict[str, Any], recipe: dict[str, Any] | None = None,
+               whose: str = "the paper") -> str:  # fmt: skip
+    """'demo-scale run (N iterations; the paper: M)' when the runs of a section, (title, run,
+    the paper's epochs for it), train fewer than DEMO_FRACTION of the paper's samples (iterations
+    x batch); '' when none does. ``recipe`` (iterations_per_epoch, batch): another than the
+    paper's, e.g. a control's published one, and ``whose`` it is."""
+    training = recipe or reference.get("training") or {}
+    paper_per_epoch = float(training.get("iterations_per_epoch", 1000))
+    paper_batch = int(training.get("batch", 16))
+    train = params["train"]
+    per_epoch, batch = float(train["iterations_per_epoch"]), int(train["batch"])
+    short: dict[tuple[int, int], list[str]] = {}
+    for name, run, epochs in entries:
+        ours, theirs = round(run.epochs * per_epoch), round(epochs * paper_per_epoch)
+        if ours * batch < DEMO_FRACTION * theirs * paper_batch:
+            short.setdefault((ours, theirs), []).append(name)
+    if not short:
+        return ""
+    of, theirs_of = ("", "")
+    if batch != paper_batch:
+        of, theirs_of = f" of batch {batch}", f" of batch {paper_batch}"
+    parts = {key: f"{key[0]:,} iterations{of}; {whose}: {key[1]:,}{theirs_of}" for key in short}
+    if len(short) == 1:
+        return f"demo-scale run ({next(iter(parts.values()))})"
+    listed = ". ".join(f"{', '.join(dict.fromkeys(names))}: {parts[key]}"
+                       for key, names in short.items())  # fmt: skip
+    return f"demo-scale run ({listed})"
+
+
+def main_scale(plan: Plan, params: dict[str, Any], reference: dict[str, Any]) -> str:
+    """The demo-scale label of Table 3 and the verdicts: the plan's main runs."""
+    entries = []
+    for run in plan.runs:
+        if "main" in run.roles:
+            entries.append((title(run.variant), run, paper_epochs(reference, run.variant)[0]))
+    return demo_scale(entries, params, reference)
 
 
 @dataclass
 class AblationRow:
+    """One arm of an ablation over its seeds."""
+
     arm: str
-    label: str
-    run: str
-    ours: tuple[float, float] | None
+    labels: list[str]
+    runs: list[str]
+    seeds: Seeds | None
     paper: float | None  # the paper's PSNR for this arm, where the ablation redoes its table
+
+    @property
+    def ours(self) -> tuple[float, float] | None:
+        return None if self.seeds is None else self.seeds.mean
+
+    @property
+    def run(self) -> str:
+        return ", ".join(self.runs)
+
+
+@dataclass
+class Contrast:
+    """An arm against the ablation's first: the paired per-image differences, first minus other
+    (dB), their interval, and the paper's claim about them if it makes one."""
+
+    first: str
+    other: str
+    interval: Interval | None  # None: no pair of images yet
+    claim: Claim | None
+    images: int = 0  # distinct images paired
+    seeds: list[int] = field(default_factory=list)  # seeds paired
+
+    @property
+    def sentence(self) -> str:
+        return sentence(self.first, self.other, self.interval, self.claim)
+
+    @property
+    def pairs(self) -> str:
+        if self.interval is None:
+            return "-"
+        seeds = len(self.seeds)
+        return (f"{self.interval.n} ({self.images} image{'s' * (self.images > 1)} x {seeds} "
+                f"seed{'s' * (seeds > 1)})")  # fmt: skip
 
 
 @dataclass
 class Ablation:
-    """One ablation of the plan: its arms' results and, where it redoes a table of the paper,
-    that table's numbers beside them."""
+    """One ablation of the plan: its arms' results over seeds, the paired differences of each
+    arm against the first and, where it redoes a table of the paper, that table's numbers."""
 
     name: str
     title: str
@@ -195,6 +329,8 @@ class Ablation:
     rows: list[AblationRow]
     paper: str | None = None  # the table of drn/reference it redoes
     paper_table: dict[str, Any] = field(default_factory=dict)
+    contrasts: list[Contrast] = field(default_factory=list)
+    scale_label: str = ""  # "demo-scale run (...)" or ""
 
     @property
     def paper_title(self) -> str:
@@ -222,24 +358,84 @@ class Ablation:
         )  # fmt: skip
 
 
+def claim_of(ablation: str | None, varies: str, first: str, other: str,
+             reference: dict[str, Any]) -> Claim | None:  # fmt: skip
+    """What the paper claims about ``first`` minus ``other`` of an ablation: Table 2's numbers
+    where the ablation redoes it (paper: table2), the MAE-vs-MSE direction (claims.
+    loss_comparison) where it compares those two losses; None: no claim."""
+    table = (reference.get(ablation) or {}) if ablation else {}
+    names = PAPER_ARMS.get(ablation or "", {})
+    psnr = table.get("psnr") or {}
+    if first in names and other in names and names[first] in psnr and names[other] in psnr:
+        a, b = psnr[names[first]], psnr[names[other]]
+        size = round(a - b, 6)
+        table_title = re.sub(r"^table(\d+)$", r"Table \1", ablation or "")
+        source = f"{table_title}: {names[first]} {a:.2f} - {names[other]} {b:.2f}"
+        return Claim((size > 0) - (size < 0), size, source)
+    loss = (reference.get("claims") or {}).get("loss_comparison")
+    if (
+        varies == "loss"
+        and isinstance(loss, dict)
+        and {first, other} == {loss["better"], loss["than"]}
+    ):
+        sign = 1 if first == loss["better"] else -1
+        size = loss.get("difference_db")
+        return Claim(sign, None if size is None else sign * float(size), loss["source"])
+    return None
+
+
+def contrast(first: tuple[str, list[Evaluation]], other: tuple[str, list[Evaluation]],
+             claim: Claim | None) -> Contrast:  # fmt: skip
+    """Paired per-image differences first - other, matched by seed and image name."""
+    by_seed = {e.seed: per_image(e) for e in first[1]}
+    differences, images, paired_seeds = [], set(), []
+    for evaluation in other[1]:
+        mine = by_seed.get(evaluation.seed)
+        if not mine:
+            continue
+        theirs = per_image(evaluation)
+        common = sorted(set(mine) & set(theirs))
+        if common:
+            paired_seeds.append(evaluation.seed)
+            images.update(common)
+            differences.extend(mine[name] - theirs[name] for name in common)
+    interval = paired_interval(differences, len(paired_seeds))
+    return Contrast(first[0], other[0], interval, claim, len(images), paired_seeds)
+
+
 def ablations(plan: Plan, params: dict[str, Any], reference: dict[str, Any]) -> list[Ablation]:
-    """Every ablation of params.yaml, in its order, from the plan's evaluations of it."""
+    """Every ablation of params.yaml, in its order, from the plan's evaluations of it: one row
+    per arm over its seeds, each arm paired against the first."""
     found = []
     for name, spec in (params.get("ablations") or {}).items():
         table = spec.get("paper")
         theirs = (reference.get(table) or {}) if table else {}
         names = PAPER_ARMS.get(table or "", {})
-        rows = []
+        varies = "loss" if "losses" in spec else "model"
+        arms: dict[str, list[Evaluation]] = {}
         for evaluation in plan.group(name):
-            ours = read(evaluation)
-            paper_psnr = (theirs.get("psnr") or {}).get(names.get(evaluation.arm, ""))
-            rows.append(AblationRow(
-                evaluation.arm, evaluation.label, evaluation.run or BICUBIC,
-                None if ours is None else (ours["psnr"], ours["ssim"]), paper_psnr,
-            ))  # fmt: skip
+            arms.setdefault(evaluation.arm, []).append(evaluation)
+        rows = [
+            AblationRow(
+                arm, [e.label for e in evaluations], [e.run or BICUBIC for e in evaluations],
+                seeds(evaluations), (theirs.get("psnr") or {}).get(names.get(arm, "")),
+            )
+            for arm, evaluations in arms.items()
+        ]  # fmt: skip
+        items = list(arms.items())
+        contrasts = [
+            contrast(items[0], item, claim_of(table, varies, items[0][0], item[0], reference))
+            for item in items[1:]
+        ]
+        entries = []
+        for evaluations in arms.values():
+            for evaluation in evaluations:
+                run = plan.run(evaluation.run)
+                epochs = theirs.get("epochs") or paper_epochs(reference, run.variant)[0]
+                entries.append((evaluation.arm, run, float(epochs)))
         found.append(Ablation(
-            name, spec.get("title") or name, spec, "loss" if "losses" in spec else "model", rows,
-            table, theirs,
+            name, spec.get("title") or name, spec, varies, rows, table, theirs, contrasts,
+            demo_scale(entries, params, reference),
         ))  # fmt: skip
     return found
 
@@ -379,3 +575,178 @@ def software() -> list[tuple[str, str]]:
 
 def machine() -> str:
     return f"{platform.node()}: {platform.platform()}, {platform.processor() or platform.machine()}"
+
+
+def model_parameters(name: str, scale: int, params: dict[str, Any]) -> int:
+    """Trainable parameters of ``name`` at ``scale`` as params.yaml sizes it (built on the meta
+    device: no memory, no time)."""
+    import torch
+
+    from drn.models import build_from_params
+    from drn.models.complexity import trainable_parameters
+
+    with torch.device("meta"):
+        return trainable_parameters(build_from_params(params, name, scale))
+
+
+def control_reference(variant: str) -> dict[str, Any]:
+    """The published numbers of control ``variant``: drn/reference/{variant}.yaml ({} if none)."""
+    path = REFERENCE / f"{variant}.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+def published_cell(published: dict[str, Any], dataset: str,
+                   scale: int) -> tuple[float, float] | None:  # fmt: skip
+    """The published (PSNR, SSIM) of ``dataset`` at ``scale`` (benchmarks.values), None: none."""
+    values = (published.get("benchmarks") or {}).get("values") or {}
+    printed = (values.get(dataset) or {}).get(scale)
+    return None if printed is None else parse_cell(printed)
+
+
+def published_notes(published: dict[str, Any], dataset: str, scale: int) -> list[str]:
+    """What the reference says of one published cell: another source, or how it is printed."""
+    benchmarks = published.get("benchmarks") or {}
+    notes = []
+    for entry in benchmarks.get("from_other_sources") or []:
+        if tuple(entry["cell"]) == (dataset, scale):
+            notes.append(f"from {entry['source']}: {entry['note']}")
+    for entry in benchmarks.get("notes") or []:
+        if tuple(entry["cell"]) == (dataset, scale):
+            notes.append(f'printed "{entry["printed"]}": {entry["note"]}')
+    return notes
+
+
+def cross_checks(published: dict[str, Any], dataset: str, scale: int) -> list[str]:
+    """The same cell as the reference's other sources print it: 'PSNR/SSIM (source)'."""
+    checks = ((published.get("benchmarks") or {}).get("cross_checks")) or {}
+    return [
+        f"{values[dataset][scale]} ({source})"
+        for source, values in checks.items()
+        if scale in (values.get(dataset) or {})
+    ]
+
+
+def published_source(published: dict[str, Any]) -> dict[str, Any]:
+    """The primary source of a control's published numbers (cite, what, protocol, caveats)."""
+    primary = (published.get("benchmarks") or {}).get("primary")
+    return ((published.get("sources") or {}).get(primary) or {}) if primary else {}
+
+
+@dataclass(frozen=True)
+class ParameterCheck:
+    """Our control's trainable parameters at a scale against the published count."""
+
+    scale: int
+    ours: int
+    printed: str | None  # as published, e.g. 1.37M; None: not published
+
+    @property
+    def matches(self) -> bool | None:
+        """Ours rounds to the published figure at its printed precision (1,369,859 -> 1.37M);
+        None: none published."""
+        found = re.fullmatch(r"([\d.]+)\s*([KM]?)", (self.printed or "").replace(",", ""))
+        if found is None:
+            return None
+        number, unit = found.groups()
+        decimals = len(number.split(".")[1]) if "." in number else 0
+        scale = {"M": 1e6, "K": 1e3, "": 1}[unit]
+        return round(self.ours / scale, decimals) == round(float(number), decimals)
+
+
+@dataclass
+class CalibrationRow:
+    dataset: str
+    scale: int
+    cell: Cell  # ours over seeds; theirs: the primary source's
+    verdict: Verdict  # on this dataset alone
+    notes: list[str] = field(default_factory=list)  # on the published cell
+    cross_checks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Calibration:
+    """A control of the plan (params.yaml ``controls``): ours against its published numbers, per
+    dataset and scale, and what that means for the verdicts on DRN."""
+
+    variant: str
+    title: str
+    rows: list[CalibrationRow]
+    verdicts: list[Verdict]  # per scale, over the datasets with a published value
+    parameters: list[ParameterCheck]
+    published: dict[str, Any]  # drn/reference/{variant}.yaml
+    scale_label: str = ""
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return published_source(self.published)
+
+    @property
+    def parameter_source(self) -> str:
+        counts = self.published.get("parameters") or {}
+        paper = counts.get("paper") or {}
+        text = counts.get("source") or "no published parameter count"
+        if paper:
+            text += f"; the paper: {paper.get('printed')} ({paper.get('source')})"
+        return text
+
+    @property
+    def kinds(self) -> list[str]:
+        return [v.kind for v in self.verdicts if v.kind is not None]
+
+    @property
+    def case(self) -> str:
+        """not run / reproduces / off / inconclusive: which reading applies."""
+        kinds = self.kinds
+        if not kinds:
+            return "not run"
+        if any(kind in ("below", "above") for kind in kinds):
+            return "off"
+        if all(kind == "reproduced" for kind in kinds):
+            return "reproduces"
+        return "inconclusive"
+
+
+def calibrations(plan: Plan, params: dict[str, Any], reference: dict[str, Any],
+                 tolerance: float) -> list[Calibration]:  # fmt: skip
+    """One per control of the plan, in its order: every dataset and scale it is evaluated on
+    beside its published numbers (drn/reference/{control}.yaml), the same verdict rule as
+    DRN's, its parameter count against the published one."""
+    found = []
+    for variant in dict.fromkeys(e.arm for e in plan.group(CONTROL_GROUP)):
+        published = control_reference(variant)
+        evaluations = [e for e in plan.group(CONTROL_GROUP) if e.arm == variant]
+        places = list(dict.fromkeys((e.dataset, e.scale) for e in evaluations))
+        name = published.get("method") or CONTROLS.get(variant, variant)
+        rows = []
+        for dataset, scale in sorted(places, key=lambda p: (p[1], p[0] not in PAPER_DATASETS)):
+            found_cells = cell_evaluations(plan, CONTROL_GROUP, variant, scale, dataset)
+            cell = Cell(seeds(found_cells), published_cell(published, dataset, scale))
+            rows.append(CalibrationRow(
+                dataset, scale, cell, verdict(name, scale, [cell], tolerance, published=True),
+                published_notes(published, dataset, scale),
+                cross_checks(published, dataset, scale),
+            ))  # fmt: skip
+        scales = list(dict.fromkeys(scale for _dataset, scale in places))
+        verdicts_ = []
+        for scale in scales:
+            cells = [r.cell for r in rows if r.scale == scale and r.cell.theirs]
+            empty = None if cells else f"no published numbers at x{scale} to compare with"
+            verdicts_.append(verdict(name, scale, cells, tolerance, True, empty))
+        printed = (published.get("parameters") or {}).get("printed") or {}
+        checks = [
+            ParameterCheck(scale, model_parameters(variant, scale, params), printed.get(scale))
+            for scale in scales
+        ]
+        recipe = (published.get("training") or {}).get("published") or {}
+        entries = [
+            (
+                name,
+                plan.run(e.run),
+                float(recipe.get("epochs") or paper_epochs(reference, variant)[0]),
+            )
+            for e in evaluations
+            if e.run
+        ]
+        label = demo_scale(entries, params, reference, recipe or None, "the published recipe")
+        found.append(Calibration(variant, name, rows, verdicts_, checks, published, label))
+    return found
