@@ -59,10 +59,11 @@ def small_demo(tracking=False):
     }
     params["evaluation"]["scales"] = [2, 3]
     params["models"] = {name: dict(TINY) for name in ("drn", "drn_plus", "drn_no_rd")}
+    params["models"]["edsr_baseline"] = {"channels": 8, "blocks": 1}  # the control, as tiny
     params["ablations"]["distillation"]["epochs"] = params["ablations"]["loss"]["epochs"] = 0.006
     train = params["train"]
     train.update(batch=4, patch=16, log_every=3, checkpoint_every=3, workers=0)
-    train["epochs"] = {"drn": 0.006, "drn_plus": 0.006, "drn_no_rd": 0.006}
+    train["epochs"] = {"drn": 0.006, "drn_plus": 0.006, "drn_no_rd": 0.006, "edsr_baseline": 0.006}
     train["validation"].update(images=1, every=3)
     train["init_from"] = {"x2": None, "x3": None}
     params["tracking"]["enabled"] = tracking

@@ -32,6 +32,9 @@ def test_the_paper_config_plans_every_model_at_every_scale_and_each_ablation_arm
         "drn_plus_x2": ("drn_plus", 2, 300, "l1", ("main",)),
         "drn_plus_x3": ("drn_plus", 3, 300, "l1", ("main",)),
         "drn_plus_x4": ("drn_plus", 4, 300, "l1", ("main",)),
+        "edsr_baseline_x2": ("edsr_baseline", 2, 300, "l1", ("control",)),  # the control
+        "edsr_baseline_x3": ("edsr_baseline", 3, 300, "l1", ("control",)),
+        "edsr_baseline_x4": ("edsr_baseline", 4, 300, "l1", ("control",)),
         "drn_x3_e100": ("drn", 3, 100, "l1", ("ablation",)),  # Table 2, RDBs
         "drn_no_rd_x3_e100": ("drn_no_rd", 3, 100, "l1", ("ablation",)),  # Table 2, no RDBs
         "drn_x2_e100": ("drn", 2, 100, "l1", ("ablation",)),  # MAE
@@ -47,7 +50,8 @@ def test_the_paper_config_evaluates_every_set_at_every_scale_and_each_ablation_a
         by_label.setdefault(e.label, []).append(e)
     assert {label: len(found) for label, found in by_label.items()} == {
         "bicubic": 15, "drn": 15, "drn-ensemble": 15, "drn_plus": 15, "drn_plus-ensemble": 15,
-        "distillation-drn": 1, "distillation-drn_no_rd": 1, "loss-l1": 1, "loss-l2": 1,
+        "edsr_baseline": 15, "distillation-drn": 1, "distillation-drn_no_rd": 1, "loss-l1": 1,
+        "loss-l2": 1,
     }  # fmt: skip
     assert all(e.self_ensemble == e.label.endswith("-ensemble") for e in plan.evaluations)
     assert plan.evaluation("distillation-drn_no_rd", 3, "Set5").run == "drn_no_rd_x3_e100"
@@ -55,7 +59,7 @@ def test_the_paper_config_evaluates_every_set_at_every_scale_and_each_ablation_a
     assert plan.evaluation("drn_plus-ensemble", 4, "Manga109").run == "drn_plus_x4"
     assert plan.evaluation("bicubic", 3, "B100").run is None
     paths = [e.path for e in plan.evaluations]
-    assert len(set(paths)) == len(paths) == 79
+    assert len(set(paths)) == len(paths) == 94
     assert plan.evaluation("loss-l1", 2, "Set5").path == "results/eval/loss-l1/x2/Set5.json"
     named = {r.name for r in plan.runs}
     assert {e.run for e in plan.evaluations} - {None} == named  # every run is evaluated
@@ -68,7 +72,8 @@ def one_seed(params: dict) -> dict:
 def test_runs_of_identical_settings_are_trained_once_and_shared():
     plan = build_plan(one_seed(DEMO))  # the demo's distillation drn and MAE runs are alike
     assert [r.name for r in plan.runs] == [
-        "drn_x2", "drn_plus_x2", "drn_x2_e0.2", "drn_no_rd_x2_e0.2", "drn_x2_e0.2_l2",
+        "drn_x2", "drn_plus_x2", "edsr_baseline_x2", "drn_x2_e0.2", "drn_no_rd_x2_e0.2",
+        "drn_x2_e0.2_l2",
     ]  # fmt: skip
     assert plan.evaluation("distillation-drn", 2, "photos").run == "drn_x2_e0.2"
     assert plan.evaluation("loss-l1", 2, "photos").run == "drn_x2_e0.2"
@@ -189,7 +194,7 @@ def test_a_broken_ablation_is_refused_naming_its_key(change, message):
 def test_drn_plan_prints_the_runs_and_as_json_the_whole_plan(capsys):
     assert main(["plan", "--params", str(REPO / "params.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "10 training runs" in out and "79 evaluations" in out
+    assert "13 training runs" in out and "94 evaluations" in out
     assert main(["plan", "--params", str(REPO / "params.yaml"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(build_plan(PAPER).to_json()))

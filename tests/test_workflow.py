@@ -22,13 +22,14 @@ from drn.settings import result_settings, settings_from_params
 
 slow = pytest.mark.slow  # Snakemake and DVC runs
 
-# The paper's plan (drn plan): 10 training runs (drn and drn_plus at x2, x3, x4; the ablations'
-# drn_x3_e100, drn_no_rd_x3_e100, drn_x2_e100, drn_x2_e100_l2) and 79 evaluations (15 bicubic;
-# 60 of the main runs: 2 models and their self-ensembles x 3 scales x 5 datasets; 4 ablation
-# arms). Before the plan: train 6 + train_distillation_ablation 2 + train_loss_ablation 2, and
+# The paper's plan (drn plan): 13 training runs (drn and drn_plus at x2, x3, x4; the control
+# edsr_baseline at x2, x3, x4; the ablations' drn_x3_e100, drn_no_rd_x3_e100, drn_x2_e100,
+# drn_x2_e100_l2) and 94 evaluations (15 bicubic; 60 of the main runs: 2 models and their
+# self-ensembles x 3 scales x 5 datasets; 15 of the control; 4 ablation arms). Before the plan
+# (and the control): train 6 + train_distillation_ablation 2 + train_loss_ablation 2, and
 # evaluate 30 + evaluate_ensemble 30 + evaluate_distillation_ablation 2 + evaluate_loss_ablation 2.
 PAPER_JOBS = {
-    "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 10, "evaluate": 64,
+    "fetch": 10, "evaluate_bicubic": 15, "prepare": 3, "train": 13, "evaluate": 79,
     "summary": 1, "report": 1, "all": 1,
 }  # fmt: skip
 CONFIGS = ["params.yaml", "demo/params.yaml"]
@@ -240,11 +241,13 @@ def test_an_unknown_source_in_a_setting_is_named(tmp_path):
 
 # The small demo's plan (pipeline.small_demo): its ablations train as long as the main runs, so
 # the distillation arm drn and the loss arm l1 are the main run drn_x2, and the arm drn_no_rd is
-# drn_no_rd_x2 (train.epochs.drn_no_rd); drn is trained with two seeds (train.seeds): 9 runs.
+# drn_no_rd_x2 (train.epochs.drn_no_rd); drn is trained with two seeds (train.seeds); the control
+# edsr_baseline at both scales: 11 runs.
 SMALL_DEMO_RUNS = {
     "drn_x2": "main,ablation", "drn_x2_s1": "main,ablation", "drn_x3": "main",
     "drn_x3_s1": "main", "drn_plus_x2": "main", "drn_plus_x3": "main",
     "drn_no_rd_x2": "ablation", "drn_x2_l2": "ablation", "drn_x2_l2_s1": "ablation",
+    "edsr_baseline_x2": "control", "edsr_baseline_x3": "control",
 }  # fmt: skip
 
 
@@ -259,7 +262,8 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
     labels = {(r["label"], r["scale"]) for r in rows}
     assert labels == {
         ("bicubic", 2), ("bicubic", 3), ("drn", 2), ("drn", 3), ("drn_plus", 2), ("drn_plus", 3),
-        ("drn-ensemble", 2), ("drn-ensemble", 3), ("distillation-drn", 2),
+        ("drn-ensemble", 2), ("drn-ensemble", 3), ("edsr_baseline", 2), ("edsr_baseline", 3),
+        ("distillation-drn", 2),
         ("distillation-drn_no_rd", 2), ("loss-l1", 2), ("loss-l2", 2),
     }  # fmt: skip
     assert all(r["images"] == 2 and r["dataset"] == "photos" for r in rows)
