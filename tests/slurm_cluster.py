@@ -34,11 +34,13 @@ def _free_port() -> int:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path, cpus: int = 2, memory_mb: int = 8000):
+    def __init__(self, root: Path, cpus: int = 2, memory_mb: int = 8000,
+                 max_time: str = "INFINITE"):  # fmt: skip
         self.root = root
         self.conf = root / "slurm.conf"
         self.pids: list[Path] = []
         self.cpus, self.memory_mb = cpus, memory_mb
+        self.max_time = max_time  # the partition's MaxTime (minutes, or a Slurm time)
 
     def start(self) -> dict[str, str]:
         """Start the daemons; returns the environment that talks to this cluster."""
@@ -73,7 +75,7 @@ class SlurmCluster:
                 f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",
                 f"NodeName={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                 f"RealMemory={self.memory_mb} State=UNKNOWN",
-                f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+                f"PartitionName=debug Nodes={host} Default=YES MaxTime={self.max_time} State=UP",
             ]) + "\n"
         )  # fmt: skip
         # snakemake-executor-plugin-slurm-jobstep drops SLURM_* variables (SLURM_CONF too) before
