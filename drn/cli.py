@@ -267,6 +267,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(run=_run_info)
 
+    doctor = commands.add_parser(
+        "doctor", help="check this setup before the pipeline runs: Slurm, environment, data",
+        description="A read-only checklist, in seconds, for params.yaml and the Snakemake profile "
+        "in use: Slurm (partition, account, each job's GPUs/CPUs/memory/time limit against the "
+        "nodes, the status command), the Python environment and torch, the tracking store, the "
+        "data and free disk space, and the plan's size; a fix for every miss. Exit 0 when "
+        "nothing fails (warnings pass), 1 otherwise.",
+    )  # fmt: skip
+    _add_params_option(doctor)
+    doctor.add_argument(
+        "--profile", type=Path, metavar="DIR",
+        help="the Snakemake profile (default: ~/.config/snakemake/slurm after make "
+        "slurm-profile, else workflow/profiles/slurm)",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--default-resources", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="as snakemake's, on top of the profile's: slurm_partition=NAME slurm_account=NAME",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--slurm-status-command", choices=("sacct", "squeue"),
+        help="as snakemake's, instead of the profile's",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--probe", action="store_true",
+        help="also submit a 1-minute job with the training job's GPU request that imports torch "
+        "with this Python and counts the GPUs it sees (waits up to 3 minutes)",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--online", action="store_true", help="also ask each source's url (a HEAD request)"
+    )
+    doctor.add_argument("--json", action="store_true", help="the results as JSON, for scripts")
+    doctor.add_argument(
+        "--last", action="store_true",
+        help="instead: the jobs whose last attempt failed, with their logs "
+        "({paths.results}/logs/**/*.attempts.jsonl)",
+    )  # fmt: skip
+    doctor.set_defaults(run=_run_doctor)
+
     return parser
 
 
@@ -506,6 +544,34 @@ def _run_info(args: argparse.Namespace) -> None:
         f"(-> {height * args.scale}x{width * args.scale}): {flops / 1e9:,.2f} G "
         f"({flops / 2e9:,.2f} G multiply-accumulates)"
     )
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from drn import doctor
+
+    params = _params(args.params)
+    if args.last:
+        results = params["paths"]["results"]
+        attempts = doctor.last_attempts(results)
+        if args.json:
+            _say(json.dumps([a.to_json() for a in attempts if a.failed], indent=2))
+        else:
+            for line in doctor.render_last(attempts, results):
+                _say(line)
+        return 1 if any(a.failed for a in attempts) else 0
+    profile = doctor.load_profile(
+        args.profile or doctor.default_profile(), args.default_resources,
+        args.slurm_status_command,
+    )  # fmt: skip
+    results = doctor.diagnose(params, profile, args.online, args.probe)
+    if args.json:
+        _say(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        for line in doctor.render(results, args.params, profile):
+            _say(line)
+    return doctor.exit_code(results)
 
 
 def _report(result: SetScore, json_path: Path | None, title: str) -> None:
