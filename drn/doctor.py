@@ -1321,8 +1321,9 @@ def diagnose(params: dict[str, Any], profile: Profile, online: bool = False,
     from drn.plan import build_plan
 
     plan = build_plan(params)
-    results, cluster = slurm_checks(params, profile, run, shutil.which("sinfo"))
-    slurm = cluster is not None
+    sinfo = shutil.which("sinfo")
+    results, cluster = slurm_checks(params, profile, run, sinfo)
+    slurm = profile.executor == "slurm" and sinfo is not None  # jobs run on other hosts
     wanted = requests(params, profile)
     env = "venv" if sys.prefix != sys.base_prefix else (
         "conda env" if (Path(sys.prefix) / "conda-meta").is_dir() else "Python installation"
@@ -1331,17 +1332,17 @@ def diagnose(params: dict[str, Any], profile: Profile, online: bool = False,
     results.append(shared_path("env.workdir", "working directory", Path.cwd(), cluster, slurm))
     results.append(check_torch(wanted, torch_build()))
     if with_probe:
-        if slurm:
+        if cluster is not None:
             logs = Path(params["paths"]["results"]) / "logs" / "doctor"
             results.append(probe(wanted[0], logs, run))
         else:
-            results.append(Result("env.probe", SKIP, f"{NO_SLURM}: nothing to submit to"))
+            results.append(Result("env.probe", SKIP, "no Slurm to submit to"))
     results.append(check_tracking(params, slurm, cluster))
     results.extend(check_sources(params, plan, online))
     results.extend(check_disk(disk_needs(params, plan, online)))
     cost, why = plan_cost(params, plan)
     results.append(check_plan(params, plan, cost, why))
-    if slurm:
+    if cluster is not None:
         results.append(check_attempts(params, cost, profile))
     return results
 
