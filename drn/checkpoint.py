@@ -6,7 +6,12 @@ numbers, strings, lists, dicts; never pickled objects)::
     {"format": "drn-repro-checkpoint", "version": 1,
      "model": {"name": "drn", "scale": 2, "config": {...sizes...}},
      "state_dict": {...}, "sha256": "<digest of the state_dict>",
-     "training": {...}}            # optimizer, scheduler, step, RNG states: training only
+     "training": {...},            # optimizer, scheduler, step, RNG states: training only
+     "mlflow": {"run_id": "...", "tracking_uri": "..."}}   # model.pt of a tracked run only
+
+``mlflow`` names the MLflow run that trained the weights and the store it logged to, so that
+``drn evaluate`` can add its scores to that run (:func:`mlflow_record`); checkpoints without it
+(untracked runs, last.pt and best.pt, files written before it existed) load the same.
 
 The digest makes a modified file an error instead of silently different weights: PyTorch's own
 reader does not check the bytes of tensor data.
@@ -53,10 +58,14 @@ def model_record(model: nn.Module) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    path: str | os.PathLike, model: nn.Module, training: dict[str, Any] | None = None
+    path: str | os.PathLike,
+    model: nn.Module,
+    training: dict[str, Any] | None = None,
+    mlflow: dict[str, str] | None = None,
 ) -> None:
     """Write a checkpoint atomically: a crash mid-write leaves the previous file intact, and a
-    failed write (a full disk) is a DrnError naming the file."""
+    failed write (a full disk) is a DrnError naming the file. ``mlflow``: the record of the run
+    that trained it (``{"run_id", "tracking_uri"}``)."""
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -67,6 +76,11 @@ def save_checkpoint(
     }
     if training is not None:
         payload["training"] = training
+    if mlflow is not None:
+        payload["mlflow"] = {
+            "run_id": str(mlflow["run_id"]),
+            "tracking_uri": str(mlflow["tracking_uri"]),
+        }
     path = Path(path)
     remove_stale_temporaries(path)  # a killed writer's leftovers: make room before writing
     sink = None
@@ -152,6 +166,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if state_digest(payload["state_dict"]) != payload.get("sha256"):
         raise DataError(f"{path}: the weights do not match their checksum (modified or corrupted)")
     return payload
+
+
+def mlflow_record(path: str | os.PathLike) -> dict[str, str] | None:
+    """The ``mlflow`` record of a checkpoint (``{"run_id", "tracking_uri"}``), or None when it has
+    none. Reads the file memory-mapped, so the weights' bytes are not read; meant for a file
+    :func:`load_checkpoint` has verified (an unreadable one is None)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # verified elsewhere: no record is the safe answer
+        return None
+    record = payload.get("mlflow") if isinstance(payload, dict) else None
+    if not isinstance(record, dict) or not record.get("run_id"):
+        return None
+    return {"run_id": str(record["run_id"]), "tracking_uri": str(record.get("tracking_uri") or "")}
 
 
 def model_from_checkpoint(

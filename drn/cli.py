@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--hr", type=Path, required=True, metavar="DIR", help="ground-truth images"
     )
     evaluate.add_argument("--save-sr", type=Path, metavar="DIR", help="also save the SR images")
+    evaluate.add_argument(
+        "--no-track", action="store_true",
+        help="do not log the scores to the MLflow run that trained the checkpoint",
+    )  # fmt: skip
     _add_scoring_options(evaluate)
     evaluate.set_defaults(run=_run_evaluate)
 
@@ -322,15 +326,31 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         )
         _report(result, args.json, f"Bicubic on {args.hr}")
         return
+    from dataclasses import replace
+
     from drn.evaluate import evaluate_model
+    from drn.tracking import evaluated_run, log_evaluation
 
     model, device = _load_model(args.model, args.scale, args.device, "--model")
+    run = evaluated_run(args.model)  # the MLflow run that trained it, if it says
     result = evaluate_model(
         model, args.hr, args.scale, device, args.self_ensemble, args.tile or None, args.shave,
         args.rgb, args.save_sr, _progress,
     )  # fmt: skip
+    result = replace(result, mlflow_run_id=run.run_id)
     ensemble = " with self-ensemble" if args.self_ensemble else ""
     _report(result, args.json, f"{model.variant} ({args.model}){ensemble} on {args.hr}")
+    if args.no_track:  # the JSON is written first: MLflow never costs the computed scores
+        return
+    if run.run_id is None:
+        _say(f"MLflow: nothing logged: {run.why}")
+        return
+    try:
+        _say(log_evaluation(run, result))
+    except DrnError as error:
+        kept = f"; the scores are in {args.json}" if args.json else ""
+        stderr.print(f"drn: warning: not logged to MLflow: {error}{kept}", markup=False,
+                     soft_wrap=True)  # fmt: skip
 
 
 def _load_model(weights: str, scale: int, device_name: str, option: str = "--weights"):

@@ -10,9 +10,11 @@ Two entry points share one result type and one JSON format:
 Training's validation (:mod:`drn.train`) scores through :func:`lr_of` and :func:`score_image` too.
 
 The JSON written by :func:`write_json` is ``{"scale", "shave", "dataset", "model",
-"self_ensemble", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
-(plus ``psnr_rgb`` everywhere when RGB PSNR was asked for). An infinite PSNR (identical images)
-is written as ``null``.
+"mlflow_run_id", "self_ensemble", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
+(plus ``psnr_rgb`` everywhere when RGB PSNR was asked for). ``mlflow_run_id`` is the MLflow run
+that trained the evaluated checkpoint (``null`` for bicubic, scored folders and checkpoints that
+record no run), whether or not the scores were logged to it (:mod:`drn.tracking`). An infinite
+PSNR (identical images) is written as ``null``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class SetScore:
     dataset: str = ""
     model: str = ""
     self_ensemble: bool = False
+    mlflow_run_id: str | None = None  # the MLflow run that trained the model, if known
 
     @property
     def psnr(self) -> float:
@@ -102,6 +105,7 @@ class SetScore:
             "shave": self.shave,
             "dataset": self.dataset,
             "model": self.model,
+            "mlflow_run_id": self.mlflow_run_id,
             "self_ensemble": self.self_ensemble,
             "psnr": _finite(self.psnr),
             "ssim": self.ssim,

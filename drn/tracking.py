@@ -1,22 +1,43 @@
-"""MLflow: the record of every training run, and fetching weights back from it.
+"""MLflow: the record of every training run, its evaluations, and fetching weights back from it.
 
-Everything that talks to MLflow lives here. A training run logs its resolved settings as params,
-metrics by step, tags (variant, scale, loss, git commit, data version), its final checkpoint and a
-few SR samples as artifacts, and the model through ``mlflow.pytorch`` with a signature. The
-tracking URI comes from params.yaml (``tracking.uri``; default a local sqlite file), or from
-``MLFLOW_TRACKING_URI`` when that is set, so every job of a cluster run can point at one server.
+Everything that talks to MLflow lives here. The tracking URI comes from params.yaml
+(``tracking.uri``; default a local sqlite file), or from ``MLFLOW_TRACKING_URI`` when that is set,
+so every job of a cluster run can point at one server.
+
+Training (:class:`Tracker`): a run named as its run directory logs its resolved settings as
+params, metrics by step, tags (variant, scale, loss, git commit, data version, the plan's roles),
+its training and validation data as dataset inputs (digests: the data version of
+:mod:`drn.dataset`, and :func:`images_digest` of the validation images), its final checkpoint and
+a few SR samples as artifacts, and the model through ``mlflow.pytorch`` with a signature. Its
+model.pt records the run ID and the store (:meth:`Tracker.record`; a relative sqlite path made
+absolute), see :mod:`drn.checkpoint`.
+
+Evaluation (:func:`evaluated_run`, :func:`log_evaluation`): ``drn evaluate`` adds its scores to
+the run that trained the checkpoint, as ``{dataset}_x{scale}_psnr`` and ``..._ssim`` (``_ensemble``
+appended for self-ensemble, ``_shave{N}`` before it for a non-standard shave, ``_psnr_rgb`` with
+``--rgb``), so MLflow's compare page puts the Table 3 numbers of several runs side by side. The
+store is ``MLFLOW_TRACKING_URI`` if set, else the one the checkpoint records (for a ``runs:/``
+URI: the run it names, in the store it was fetched from). A checkpoint without a record logs
+nothing. Logging to a finished run from several processes at once is safe: a sqlite store is
+written under the lock beside it (:func:`_store_lock`), a server serialises writes itself.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
+import math
 import os
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,7 +45,15 @@ from torch import nn
 
 from drn.errors import DataError, UsageError
 
+if TYPE_CHECKING:
+    from drn.evaluate import SetScore
+
 CHECKPOINT_ARTIFACT = "checkpoint"  # artifact folder of the final checkpoint
+
+# MLflow's artifact upload and download progress bars (tqdm) fill batch job logs with
+# "Downloading artifacts: 100%|..." lines: off where stderr is not a terminal (unless set).
+if not (sys.stderr and sys.stderr.isatty()):
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def tracking_uri(configured: str) -> str:
@@ -56,6 +85,21 @@ def git_commit(folder: str | os.PathLike = ".") -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def recorded_uri(uri: str) -> str:
+    """``uri`` as a checkpoint records it: a relative sqlite path made absolute (relative to the
+    directory training ran in), so evaluating from anywhere finds the same file."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+def _reason(error: BaseException) -> str:
+    """A store's failure in a few words: the OS error (e.g. Connection refused) if there is one."""
+    text = " ".join(str(error).split())
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return errno.group(0) if errno else (text[:200] or type(error).__name__)
 
 
 def _artifacts_beside(uri: str) -> str | None:
@@ -95,13 +139,10 @@ class Tracker:
             try:
                 self.client.search_experiments(max_results=1)  # opens (and creates) the store
             except MlflowException as error:  # a server that is down, after MLflow's retries
-                text = " ".join(str(error).split())
-                errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)  # e.g. Connection refused
-                reason = errno.group(0) if errno else text[:200]
                 raise DataError(
-                    f"MLflow tracking store {self.uri} cannot be reached ({reason}); start it, "
-                    "set tracking.uri (or MLFLOW_TRACKING_URI) to another store, or train "
-                    "with --no-track"
+                    f"MLflow tracking store {self.uri} cannot be reached ({_reason(error)}); "
+                    "start it, set tracking.uri (or MLFLOW_TRACKING_URI) to another store, or "
+                    "train with --no-track"
                 ) from None
             if run_id is None:
                 experiment_id = self._experiment_id(experiment)
@@ -127,6 +168,29 @@ class Tracker:
                 raise
         return self.client.get_experiment_by_name(name).experiment_id
 
+    def record(self) -> dict[str, str]:
+        """What a checkpoint records of this run: its ID and its store."""
+        return {"run_id": self.run_id, "tracking_uri": recorded_uri(self.uri)}
+
+    def log_dataset(
+        self, name: str, digest: str, source: str | os.PathLike, context: str,
+        profile: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """A dataset input of the run: ``name`` and ``digest`` identify it, ``source`` is the
+        folder it was read from (a local dataset source, as ``mlflow.data`` records one),
+        ``context`` says what for ("training", "validation"). Logged again on a resumed run,
+        MLflow keeps one input."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(
+            name=name, digest=digest, source_type="local",
+            source=json.dumps({"uri": str(Path(source).resolve())}),
+            profile=json.dumps(profile) if profile else None,
+        )  # fmt: skip
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -141,8 +205,6 @@ class Tracker:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -181,8 +243,102 @@ class Tracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
+def images_digest(images: list[tuple[str, np.ndarray]]) -> str:
+    """16 hex digits of sha256 over (name, shape, pixels) of named images, in the given order:
+    the version of a small image set such as training's validation images, already in memory."""
+    digest = hashlib.sha256()
+    for name, image in images:
+        digest.update(f"{name}|{image.dtype}|{image.shape}|".encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- evaluations
+
+
+@dataclass(frozen=True)
+class EvaluatedRun:
+    """The MLflow run an evaluated checkpoint came from: ``run_id`` and its store ``uri``, or
+    ``run_id`` None and ``why`` (the line saying why nothing is logged)."""
+
+    run_id: str | None
+    uri: str | None = None
+    why: str = ""
+
+
+def evaluated_run(model: str) -> EvaluatedRun:
+    """The run that trained ``model`` (``drn evaluate --model``: a checkpoint file or an MLflow
+    URI). ``runs:/ID/...`` names run ID, in the store it is fetched from; a file (or a fetched
+    checkpoint) names its run in its ``mlflow`` record (:mod:`drn.checkpoint`), and its store:
+    used unless ``MLFLOW_TRACKING_URI`` is set."""
+    from drn.checkpoint import mlflow_record
+
+    if model.startswith("runs:/") and not Path(model).is_file():
+        import mlflow
+
+        run_id = model.removeprefix("runs:/").lstrip("/").split("/")[0]
+        return EvaluatedRun(run_id, tracking_uri(mlflow.get_tracking_uri()))
+    record = mlflow_record(resolve_weights(model, option="--model"))
+    if record is None:
+        return EvaluatedRun(
+            None, why=f"{model} names no MLflow run (only the model.pt of a run trained with "
+            "tracking on names one; older checkpoints, last.pt and best.pt do not)",
+        )  # fmt: skip
+    return EvaluatedRun(record["run_id"], tracking_uri(record["tracking_uri"]))
+
+
+def evaluation_metrics(score: SetScore) -> dict[str, float]:
+    """MLflow metric names and values of an evaluation: ``{dataset}_x{scale}_psnr`` and
+    ``_ssim`` (``_psnr_rgb`` when scored), ``_shave{N}`` appended for a shave other than the
+    scale, then ``_ensemble`` for self-ensemble. An infinite PSNR (identical images) is left out."""
+    dataset = re.sub(r"[^\w\-. /]", "_", score.dataset or "images")
+    suffix = f"_shave{score.shave}" if score.shave != score.scale else ""
+    suffix += "_ensemble" if score.self_ensemble else ""
+    values = {"psnr": score.psnr, "ssim": score.ssim, "psnr_rgb": score.psnr_rgb}
+    return {
+        f"{dataset}_x{score.scale}_{name}{suffix}": float(value)
+        for name, value in values.items()
+        if value is not None and math.isfinite(value)
+    }
+
+
+def log_evaluation(run: EvaluatedRun, score: SetScore) -> str:
+    """Add an evaluation's metrics to its (finished) training run; returns the line to print.
+    A missing store or run, or a store that cannot be reached, is a DataError naming it."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    assert run.run_id is not None and run.uri is not None
+    uri = run.uri
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not database.is_file():
+            raise DataError(f"MLflow store {uri} does not exist (no file {database.resolve()})")
+    metrics = evaluation_metrics(score)
+    now = int(time.time() * 1000)
+    try:
+        with _store_lock(uri):  # evaluations of one run log at once: one writer at a time
+            client = MlflowClient(uri)
+            found = client.get_run(run.run_id)
+            client.log_batch(run.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    except Exception as error:
+        code = getattr(error, "error_code", "")
+        reason = (
+            f"it has no run {run.run_id}" if code == "RESOURCE_DOES_NOT_EXIST" else _reason(error)
+        )
+        raise DataError(f"MLflow store {uri}: {reason}") from None
+    name = found.info.run_name or run.run_id
+    return f"MLflow: {', '.join(metrics)} logged to run {name} ({run.run_id}) in {uri}"
+
+
+# ---------------------------------------------------------------- weights
+
+_fetched: dict[tuple[str, str], Path] = {}  # MLflow URI -> its download, once per process
+
+
 def resolve_weights(weights: str, uri: str | None = None, option: str = "--weights") -> Path:
-    """A local checkpoint path for ``weights``: a file, or an MLflow URI (runs:/, models:/, ...)."""
+    """A local checkpoint path for ``weights``: a file, or an MLflow URI (runs:/, models:/, ...),
+    fetched once per process."""
     if Path(weights).is_file():
         return Path(weights)
     if ":/" not in weights:
@@ -191,6 +347,8 @@ def resolve_weights(weights: str, uri: str | None = None, option: str = "--weigh
         )
     import mlflow
 
+    if (weights, tracking_uri(uri or "")) in _fetched:
+        return _fetched[weights, tracking_uri(uri or "")]
     try:
         local = Path(
             mlflow.artifacts.download_artifacts(
@@ -199,11 +357,12 @@ def resolve_weights(weights: str, uri: str | None = None, option: str = "--weigh
         )
     except Exception as error:
         raise DataError(f"{option} {weights}: could not fetch it from MLflow ({error})") from None
-    if local.is_file():
-        return local
-    found = sorted(local.rglob("*.pt"))
-    if len(found) != 1:
-        raise DataError(
-            f"--weights {weights}: expected one .pt checkpoint there, found {len(found)}"
-        )
-    return found[0]
+    if not local.is_file():
+        found = sorted(local.rglob("*.pt"))
+        if len(found) != 1:
+            raise DataError(
+                f"{option} {weights}: expected one .pt checkpoint there, found {len(found)}"
+            )
+        local = found[0]
+    _fetched[weights, tracking_uri(uri or "")] = local
+    return local

@@ -4,9 +4,10 @@
 ``checkpoints/last.pt`` (every ``checkpoint_every`` iterations and on SIGTERM/SIGUSR1),
 ``checkpoints/best.pt`` (best validation PSNR), ``settings.json``, ``train.log`` (what every
 attempt printed, appended), ``train_curve.csv`` and ``val_curve.csv`` and, once finished,
-``model.pt`` (the final weights). Calling it again on the same directory resumes: model,
-optimizer, scheduler, step, RNG states and (by construction, see :mod:`drn.dataset`) the data
-order, so an interrupted and resumed run ends with the weights of an uninterrupted one.
+``model.pt`` (the final weights, naming their MLflow run for ``drn evaluate``). Calling it
+again on the same directory resumes: model, optimizer, scheduler, step, RNG states and (by
+construction, see :mod:`drn.dataset`) the data order, so an interrupted and resumed run ends
+with the weights of an uninterrupted one.
 
 Recipe (params.yaml ``train``): Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs, L1 loss
 (L2 selectable), batch 16 of 48x48 LR patches, where an epoch is 1000 iterations as in
@@ -400,6 +401,28 @@ class _Run:
             "run_dir": str(self.run_dir.resolve()), "world_size": self.cluster.world,
             "device": self.hardware, "torch": torch.__version__, **tags,
         })  # fmt: skip
+        self._log_datasets()
+
+    def _log_datasets(self) -> None:
+        """The training pairs (the cache folder; digest: the data version of drn.dataset) and the
+        validation images (their source folder; digest of the images in memory) as inputs."""
+        from drn.tracking import images_digest
+
+        settings, tracker = self.settings, self.tracker
+        assert tracker is not None
+        tracker.log_dataset(
+            f"train {Path(settings.hr).name} x{settings.scale}", self.data_version,
+            settings.cache, "training",
+            {"pairs": len(self.pairs), "hr": settings.hr,
+             "lr": settings.lr if settings.lr and Path(settings.lr).is_dir() else "imresize"},
+        )  # fmt: skip
+        if self.validation and settings.val_hr:
+            images = [(name, hr) for name, hr, _ in self.validation]
+            tracker.log_dataset(
+                f"validation {Path(settings.val_hr).name} x{settings.scale}",
+                images_digest(images), settings.val_hr, "validation",
+                {"images": len(images), "names": [name for name, _ in images]},
+            )  # fmt: skip
 
     def compile(self) -> None:
         """What a step runs: DDP over the ranks, then torch.compile (CUDA graphs by default on
@@ -524,7 +547,8 @@ class _Run:
             self.save_last(signum)
             _write_curves(self.run_dir, self.history)
             if not signum:
-                save_checkpoint(self.run_dir / "model.pt", self.model)
+                record = self.tracker.record() if self.tracker else None  # drn evaluate logs there
+                save_checkpoint(self.run_dir / "model.pt", self.model, mlflow=record)
                 self._log_results()
         self.reporter.say(
             f"stopped by signal {signal.Signals(signum).name} at step {self.step}; "
