@@ -365,3 +365,9 @@ def test_model_parameters_are_counted_with_params_yamls_sizes():
         counted = trainable_parameters(build_from_params(params, variant, 4))
         assert _model_parameters(variant, 4, params) == counted
     assert _model_parameters("drn", 4, params) < _model_parameters("drn", 4, {})
+
+
+def test_a_control_without_published_numbers_says_so():
+    found = calibration([(2, [])])
+    assert found.source_line == "No published numbers in drn/reference/edsr_baseline.yaml."
+    assert found.case == "not run"

@@ -681,6 +681,21 @@ class Calibration:
         return published_source(self.published)
 
     @property
+    def source_line(self) -> str:
+        """Where the published numbers come from, their protocol and its caveats, in one line."""
+        source = self.source
+        if not source:
+            return f"No published numbers in drn/reference/{self.variant}.yaml."
+        text = f"Published: {str(source.get('what', '')).strip()} ({source.get('cite', '')})."
+        if source.get("protocol"):
+            text += f" Their protocol: {str(source['protocol']).strip().rstrip('.')}."
+        caveats = source.get("caveats") or []
+        caveats = [caveats] if isinstance(caveats, str) else caveats
+        if caveats:
+            text += " Caveats: " + " ".join(str(c).strip() for c in caveats)
+        return text
+
+    @property
     def parameter_source(self) -> str:
         counts = self.published.get("parameters") or {}
         paper = counts.get("paper") or {}
