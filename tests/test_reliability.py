@@ -93,7 +93,7 @@ def training_params(data, folder, iterations, model=TINY, tracking=None, **train
     params["train"]["validation"].update(source=None, images=0)
     params["train"].update(
         iterations_per_epoch=1, epochs={"drn": iterations}, batch=2, patch=8, log_every=1000,
-        checkpoint_every=1000, workers=0, seed=3, compile="off",
+        checkpoint_every=1000, workers=0, seeds=[3], compile="off",
     )  # fmt: skip
     params["train"].update(train)
     params["models"]["drn"] = dict(model)

@@ -36,7 +36,7 @@ def tiny_overrides(data, tmp_path, iterations, extra=()):
         "train.validation.source=null", "train.validation.images=0",
         "train.iterations_per_epoch=1", f"train.epochs={{drn: {iterations}}}", "train.batch=8",
         "train.patch=24", "train.log_every=5", "train.checkpoint_every=1000", "train.workers=0",
-        "train.seed=7", f"models.drn={TINY}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "train.seeds=[7]", f"models.drn={TINY}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "evaluation.models=[drn]", "evaluation.ensemble_models=[]",
         "ablations.distillation.models=[drn]", *extra,
     ]  # fmt: skip
