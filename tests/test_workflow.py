@@ -44,9 +44,8 @@ def dry_run(cwd):
     for line in out.splitlines():
         if line.startswith("    output: "):
             outputs = sorted(line.removeprefix("    output: ").split(", "))
-        elif line.startswith(("Shell command: drn ", "Shell command: exec drn ")):
-            command = line.removeprefix("Shell command: ").removeprefix("exec ")
-            command = command.split(" > ")[0]  # no log redirection
+        elif line.startswith("Shell command: exec python -m drn.job "):
+            command = line.split(" -- ", 1)[1]  # the command its supervisor (drn/job.py) runs
             jobs.append((command, outputs))
     return counts, sorted(jobs)
 

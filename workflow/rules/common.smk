@@ -1,7 +1,11 @@
-"""The plan of params.yaml (drn/plan.py: every run and evaluation, their names and files), and
-the paths and scheduler resources the rules share."""
+"""The plan of params.yaml (drn/plan.py: every run and evaluation, their names and files), the
+paths and scheduler resources the rules share, and the supervisor every rule's command runs under
+(drn/job.py: retries by cause, a record of attempts beside each job's log)."""
 
+import math
 import re
+
+from drn import job as attempts
 
 from drn.config import source_path, validate_params
 from drn.plan import BICUBIC, build_plan, eval_path, run_directory
@@ -17,6 +21,8 @@ CACHE = config["train"]["data"]["cache"]
 SUMMARY = [f"{RESULTS}/summary.md", f"{RESULTS}/summary.json"]
 REPORTS = config["paths"]["reports"]
 REPORT = [f"{REPORTS}/report.html", f"{REPORTS}/report.md"]
+RETRY = {"out_of_memory": 1, "memory_growth": 2, **config["resources"].get("retry", {})}
+BRIEF_MINUTES = 5  # the time limit of an attempt that will not run (it prints why and exits)
 ENV = "../../environment.yml"
 DOWNSCALED = config["downscaled"] or {}
 RUN = run_directory(config, "{run}")  # a run's directory, for the plan's run names
@@ -77,6 +83,49 @@ def gpu_job(kind):
 def cpu_job(kind):
     spec = config["resources"][kind]
     return {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "cpus_per_task": spec["cpus"]}
+
+
+def attempt_decision(wildcards, attempt, rulename):
+    """What the record of this job's attempts (beside its log) says `attempt` does."""
+    log = workflow.get_rule(rulename).log[0].apply_wildcards(wildcards)
+    return attempts.decide_from_record(log, attempt, RETRY["out_of_memory"])
+
+
+def job_resources(kind):
+    """Scheduler resources of a `kind` job (gpu_job or cpu_job), by attempt, from the record of the
+    job's attempts (Snakemake evaluates them each time it submits a job): mem_mb x memory_growth
+    after each attempt that ran out of memory (params.yaml resources.retry); an attempt that will
+    not run (after a usage or data error, or running out of memory again) asks for 1 CPU, no GPU
+    and a few minutes, prints why and exits. `attempt` is the supervisor's."""
+    wanted = gpu_job(kind) if "gpu" in config["resources"][kind] else cpu_job(kind)
+    brief = {"mem_mb": wanted["mem_mb"], "runtime": min(wanted["runtime"], BRIEF_MINUTES),
+             "cpus_per_task": 1}  # fmt: skip
+
+    def by_attempt(key):
+        def value(wildcards, attempt, rulename):
+            decision = attempt_decision(wildcards, attempt, rulename)
+            if not decision.run:
+                return brief.get(key)  # None: not asked for
+            if key == "mem_mb":
+                return math.ceil(wanted[key] * RETRY["memory_growth"] ** decision.memory_steps)
+            return wanted.get(key)
+
+        return value
+
+    keys = [*wanted, *(["cpus_per_task"] if "cpus_per_task" not in wanted else [])]
+    return {"attempt": lambda wildcards, attempt: attempt, **{k: by_attempt(k) for k in keys}}
+
+
+def supervised(command):
+    """A rule's shell command: `command` under drn's supervisor (drn/job.py), which writes its
+    output to the rule's log, passes on the scheduler's signals, records the attempt beside the
+    log ({log} without .log, plus .attempts.jsonl) and does not run it again after a usage or data
+    error. `exec`: the supervisor replaces the shell, which would otherwise die of the SIGTERM
+    Slurm sends a job step before its time limit, ending the step before drn checkpoints."""
+    return (
+        "exec python -m drn.job --log {log} --attempt {resources.attempt} "
+        f"--memory-retries {RETRY['out_of_memory']} -- {command}"
+    )
 
 
 def job_threads(kind):

@@ -8,13 +8,13 @@ rule fetch:
         spec=lambda w: config["sources"][w.source],
     threads: job_threads("fetch")
     resources:
-        **cpu_job("fetch"),
+        **job_resources("fetch"),
     log:
         f"{RESULTS}/logs/fetch/{{source}}.log",
     conda:
         ENV
     shell:
-        "drn fetch {wildcards.source} > {log} 2>&1"
+        supervised("drn fetch {wildcards.source}")
 
 
 rule downscale:
@@ -26,13 +26,13 @@ rule downscale:
         spec=lambda w: DOWNSCALED[w.derived],
     threads: job_threads("fetch")
     resources:
-        **cpu_job("fetch"),
+        **job_resources("fetch"),
     log:
         f"{RESULTS}/logs/fetch/{{derived}}.log",
     conda:
         ENV
     shell:
-        "drn fetch {wildcards.derived} > {log} 2>&1"
+        supervised("drn fetch {wildcards.derived}")
 
 
 rule prepare:
@@ -49,10 +49,10 @@ rule prepare:
         patch=config["train"]["patch"],
     threads: job_threads("prepare")
     resources:
-        **cpu_job("prepare"),
+        **job_resources("prepare"),
     log:
         f"{RESULTS}/logs/prepare/x{{scale}}.log",
     conda:
         ENV
     shell:
-        "drn prepare --scale {wildcards.scale} > {log} 2>&1"
+        supervised("drn prepare --scale {wildcards.scale}")

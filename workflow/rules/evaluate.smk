@@ -9,14 +9,15 @@ rule evaluate_bicubic:
         eval_path(config, BICUBIC, "{scale}", "{dataset}"),
     threads: job_threads("fetch")
     resources:
-        **cpu_job("fetch"),
+        **job_resources("fetch"),
     log:
         f"{LOGS}/evaluate/{BICUBIC}_x{{scale}}_{{dataset}}.log",
     conda:
         ENV
     shell:
-        "drn evaluate --model bicubic --hr {input.hr} --scale {wildcards.scale} "
-        "--json {output} > {log} 2>&1"
+        supervised(
+            "drn evaluate --model bicubic --hr {input.hr} --scale {wildcards.scale} --json {output}"
+        )
 
 
 rule evaluate:
@@ -29,14 +30,16 @@ rule evaluate:
         ensemble=lambda w: " --self-ensemble" if evaluated(w).self_ensemble else "",
     threads: job_threads("evaluate")
     resources:
-        **gpu_job("evaluate"),
+        **job_resources("evaluate"),
     log:
         f"{LOGS}/evaluate/{{label}}_x{{scale}}_{{dataset}}.log",
     conda:
         ENV
     shell:
-        "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-        "--json {output}{params.ensemble} > {log} 2>&1"
+        supervised(
+            "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
+            "--json {output}{params.ensemble}"
+        )
 
 
 rule summary:
@@ -46,13 +49,13 @@ rule summary:
         SUMMARY,
     threads: job_threads("fetch")
     resources:
-        **cpu_job("fetch"),
+        **job_resources("fetch"),
     log:
         f"{LOGS}/summary.log",
     conda:
         ENV
     shell:
-        "drn collect > {log} 2>&1"
+        supervised("drn collect")
 
 
 rule report:
@@ -66,10 +69,10 @@ rule report:
         settings=config,  # all of them: the report prints params.yaml as used
     threads: job_threads("evaluate")
     resources:
-        **gpu_job("evaluate"),
+        **job_resources("evaluate"),
     log:
         f"{LOGS}/report.log",
     conda:
         ENV
     shell:
-        "drn report > {log} 2>&1"
+        supervised("drn report")

@@ -2,11 +2,13 @@
 resumes from its checkpoint when retried; a run of changed settings starts afresh (the old run
 directory is set aside, never deleted).
 
-A job's log holds its latest attempt (Snakemake deletes it when it starts a job again); the run
+A job's log holds its latest attempt (the supervisor, drn/job.py, starts it afresh); the run
 directory's train.log keeps what every attempt printed ("== ... started ... ==", "resumed from
-step N (of M)", progress, "stopped by signal ..."). `exec`: drn replaces the shell, which would
-otherwise die of the SIGTERM Slurm sends the job before its time limit, and the job step would
-take drn down with it before its checkpoint is written."""
+step N (of M)", progress, "stopped by signal ..."), and the record beside the job's log
+(train/{run}.attempts.jsonl) how each attempt ended ("stopped": retried, it resumes). The
+supervisor passes Slurm's SIGTERM on to drn, and replaces the shell (`exec`, common.smk's
+supervised()), which would otherwise die of that signal and end the job step, taking drn down
+with it before its checkpoint is written."""
 
 
 rule train:
@@ -20,11 +22,12 @@ rule train:
         settings=lambda w: result_settings(run_settings(w.run)),  # a change reruns the job
     threads: job_threads("train")
     resources:
-        **gpu_job("train"),
+        **job_resources("train"),
     log:
         f"{LOGS}/train/{{run}}.log",
     conda:
         ENV
     shell:
-        f"exec drn train --run {{wildcards.run}} --gpus {gpus('train')} --if-changed restart "
-        "> {log} 2>&1"
+        supervised(
+            f"drn train --run {{wildcards.run}} --gpus {gpus('train')} --if-changed restart"
+        )
