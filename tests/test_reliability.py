@@ -97,6 +97,7 @@ def training_params(data, folder, iterations, model=TINY, tracking=None, **train
     )  # fmt: skip
     params["train"].update(train)
     params["models"]["drn"] = dict(model)
+    params["controls"] = []
     params["tracking"].update(enabled=tracking is not None, uri=tracking or "sqlite:///unused.db")
     params["evaluation"].update(models=["drn"], ensemble_models=[])
     params["ablations"]["distillation"]["models"] = ["drn"]

@@ -38,7 +38,7 @@ def tiny_overrides(data, tmp_path, iterations, extra=()):
         "train.patch=24", "train.log_every=5", "train.checkpoint_every=1000", "train.workers=0",
         "train.seeds=[7]", f"models.drn={TINY}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "evaluation.models=[drn]", "evaluation.ensemble_models=[]",
-        "ablations.distillation.models=[drn]", *extra,
+        "ablations.distillation.models=[drn]", "controls=[]", *extra,
     ]  # fmt: skip
 
 
