@@ -24,7 +24,8 @@ Retries by cause (:func:`decide`; Snakemake has no retry condition, so its ``ret
 every failure and the record decides what an attempt does): after a usage or data error, or after
 running out of memory more than ``--memory-retries`` times, an attempt does not run COMMAND
 again: it prints one line ("not retried: ...; fix it and run again") into LOG and exits with the
-same status within seconds. The workflow's resources read the same record
+same status within seconds (a new run of the workflow tries again: its first attempt always
+runs). The workflow's resources read the same record
 (workflow/rules/common.smk): mem_mb grows after an attempt that ran out of memory, and an attempt
 that will not run asks for one CPU, no GPU and a few minutes.
 
