@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,6 +35,11 @@ def _free_port() -> int:
 
 
 class SlurmCluster:
+    # Memory enforced as most clusters do (MemoryLimitedCluster): task/cgroup with
+    # ConstrainRAMSpace, so that the kernel's OOM killer ends a process of a job that exceeds its
+    # --mem. Off: proctrack/linuxproc, no cgroups, nothing enforced.
+    enforce_memory = False
+
     def __init__(self, root: Path, cpus: int = 2, memory_mb: int = 8000,
                  max_time: str = "INFINITE"):  # fmt: skip
         self.root = root
@@ -62,7 +68,11 @@ class SlurmCluster:
             "\n".join([
                 "ClusterName=drntest", f"SlurmctldHost={host}(127.0.0.1)",
                 "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={socket_path}",
-                "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "ReturnToService=2",
+                *(("ProctrackType=proctrack/cgroup", "TaskPlugin=task/cgroup",
+                   f"FirstJobId={random.randrange(10**5, 10**7)}")  # a cgroup job_N of its own
+                  if self.enforce_memory else
+                  ("ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none")),
+                "ReturnToService=2",
                 f"SlurmctldPidFile={root}/slurmctld.pid", f"SlurmdPidFile={root}/slurmd.pid",
                 f"SlurmdSpoolDir={root}/spool", f"StateSaveLocation={root}/state",
                 "SlurmUser=root", "SlurmdUser=root", "SchedulerType=sched/backfill",
@@ -78,6 +88,8 @@ class SlurmCluster:
                 f"PartitionName=debug Nodes={host} Default=YES MaxTime={self.max_time} State=UP",
             ]) + "\n"
         )  # fmt: skip
+        if self.enforce_memory:
+            (root / "cgroup.conf").write_text("ConstrainRAMSpace=yes\n")
         # snakemake-executor-plugin-slurm-jobstep drops SLURM_* variables (SLURM_CONF too) before
         # its nested srun; on real clusters the config sits where srun looks by default.
         shim = root / "shim/srun"
@@ -107,6 +119,22 @@ class SlurmCluster:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         time.sleep(1)
+
+
+class MemoryLimitedCluster(SlurmCluster):
+    """A cluster whose jobs are held to their memory (cgroup v1 or v2, which slurmd picks)."""
+
+    enforce_memory = True
+
+
+def memory_missing() -> str | None:
+    """Why this machine cannot hold jobs to their memory with cgroups, or None."""
+    v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/cgroup.controllers")
+    if v1.is_dir() and os.access(v1, os.W_OK):
+        return None
+    if v2.is_file() and "memory" in v2.read_text().split() and os.access(v2.parent, os.W_OK):
+        return None
+    return "no writable memory cgroup: this machine cannot enforce a job's memory"
 
 
 @contextlib.contextmanager

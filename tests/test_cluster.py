@@ -2,7 +2,8 @@
 Slurm profile: a training job that reaches its time limit is warned before it, checkpoints at
 the exact step, is submitted again by Snakemake and resumes; every attempt ends inside its limit
 (none is TIMEOUT, so the one that finishes is kept), the run keeps every attempt's log, and the
-final weights are bit-identical to those of an uninterrupted run."""
+final weights are bit-identical to those of an uninterrupted run. The record of the job's
+attempts (drn/job.py) says each stopped one was "stopped" and names its Slurm log."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from slurm_cluster import running_cluster
 from drn.checkpoint import load_checkpoint
 from drn.config import validate_params
 from drn.errors import UsageError
+from drn.job import read_record
 
 LIMIT_MINUTES = 1  # Slurm's shortest time limit
 LEAD = 10  # seconds: resources.train.stop_before_limit
@@ -109,20 +111,30 @@ def test_a_training_job_stops_before_its_time_limit_resumes_and_ends_as_an_unint
     assert all(ran < limit == 60 * LIMIT_MINUTES for _, ran, limit in records), records
 
     log = (workspace / "runs/drn_x2/train.log").read_text()  # every attempt's, in order
+    record = read_record(workspace / "results/logs/train/drn_x2.attempts.jsonl")  # drn/job.py
+    assert [line["slurm_job_id"] for line in record] == attempts
     headers = re.compile(r"^== runs/drn_x2: started .* Slurm job (\d+) ==$", re.M)
     assert headers.findall(log) == attempts
     sections = headers.split(log)[2::2]  # what each attempt printed
     reached = 0  # the step the previous attempt left its checkpoint at
-    for job, section in zip(attempts, sections, strict=True):
+    for job, section, line in zip(attempts, sections, record, strict=True):
         if reached:
             assert f"resumed from step {reached} (of {iterations})" in section
         stopped = re.search(r"^stopped by signal SIGTERM at step (\d+); run again", section, re.M)
         if stopped:  # drn got the signal, checkpointed and exited 128 + SIGTERM
             reached = int(stopped.group(1))
-            slurm_log = next(workspace.glob(f".snakemake/slurm_logs/rule_train/*/{job}.log"))
+            slurm_log = next(workspace.glob(f"results/logs/slurm/rule_train/*/{job}.log"))
             assert "returned non-zero exit status 143." in slurm_log.read_text()  # not "died"
+            assert line["scheduler_log"] == str(slurm_log)
+            # the record says so: retried, it resumes
+            assert (line["cause"], line["stop_signal"], line["retryable"]) == (
+                "stopped",
+                "SIGTERM",
+                True,
+            )
         else:  # it finished; a signal after that (Snakemake's own exit) costs one quick retry
             assert f"finished {iterations} iterations" in section
+            assert line["cause"] == "ok"
             reached = iterations
     assert reached == iterations and "stopped by signal" in sections[0]
     latest = (workspace / "results/logs/train/drn_x2.log").read_text()  # Snakemake's job log
