@@ -58,7 +58,8 @@ def small_demo(tracking=False):
         f"train_photos_x{s}": {"of": "train_photos", "scale": s} for s in (2, 3)
     }
     params["evaluation"]["scales"] = [2, 3]
-    params["models"] = {name: dict(TINY) for name in ("drn", "drn_plus", "drn_no_rd")}
+    params["models"] = {name: dict(TINY) for name in ("drn", "drn_plus")}
+    params["models"]["drn_no_rd"] = {**TINY, "distill": 0}  # as drn_no_rd is drn without it
     params["models"]["edsr_baseline"] = {"channels": 8, "blocks": 1}  # the control, as tiny
     params["ablations"]["distillation"]["epochs"] = params["ablations"]["loss"]["epochs"] = 0.006
     train = params["train"]
