@@ -74,3 +74,13 @@ def small_demo(tracking=False):
         {"dataset": "Urban100", "image": "img_074", "scale": 4},  # not in the demo: "not run"
     ]
     return params
+
+
+def one_seed_photos_only(params):
+    """``params`` without the second seed, the control and Set5: the small demo's DAG of the
+    tests that exercise a tool (DVC, Slurm) rather than what the pipeline computes."""
+    params["train"]["seeds"] = [0]
+    params["controls"] = []
+    params["evaluation"]["datasets"] = ["photos"]
+    del params["sources"]["Set5"]
+    return params

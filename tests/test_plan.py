@@ -127,7 +127,7 @@ def test_a_control_is_trained_with_the_same_recipe_and_evaluated_everywhere():
     calibration = plan.group("calibration")
     assert len(calibration) == 15 and {e.label for e in calibration} == {"drn_no_rd"}
     params["controls"] = ["drn"]
-    with pytest.raises(UsageError, match="controls: drn is also one of evaluation.models"):
+    with pytest.raises(UsageError, match=r"controls: drn is also one of evaluation\.models"):
         validate_params(params)
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 from conftest import REPO
-from pipeline import BIN, project, run, small_demo
+from pipeline import BIN, one_seed_photos_only, project, run, small_demo
 from slurm_cluster import SlurmCluster, missing
 
 from drn.cli import main
@@ -258,14 +258,16 @@ def test_the_small_demo_plans_the_runs_the_end_to_end_tests_expect():
 def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
     workspace = demo_workspace
     rows = json.loads((workspace / "results/summary.json").read_text())
-    labels = {(r["label"], r["scale"]) for r in rows}
-    assert labels == {
-        ("bicubic", 2), ("bicubic", 3), ("drn", 2), ("drn", 3), ("drn_plus", 2), ("drn_plus", 3),
-        ("drn-ensemble", 2), ("drn-ensemble", 3), ("edsr_baseline", 2), ("edsr_baseline", 3),
-        ("distillation-drn", 2),
-        ("distillation-drn_no_rd", 2), ("loss-l1", 2), ("loss-l2", 2),
-    }  # fmt: skip
-    assert all(r["images"] == 2 and r["dataset"] == "photos" for r in rows)
+    # every evaluation of the plan: bicubic, drn and drn-ensemble (two seeds: drn_s1, ...),
+    # drn_plus and the control edsr_baseline at x2 and x3 on the photos and Set5; the ablation
+    # arms at x2: 35 in all
+    evaluated = {(r["label"], r["scale"], r["dataset"]) for r in rows}
+    assert evaluated == {
+        (e.label, e.scale, e.dataset) for e in build_plan(small_demo()).evaluations
+    }
+    assert len(rows) == 35 and {("drn_s1", 3, "Set5"), ("edsr_baseline", 2, "Set5"),
+                                ("loss-l2_s1", 2, "photos")} <= evaluated  # fmt: skip
+    assert all(r["images"] == {"photos": 2, "Set5": 5}[r["dataset"]] for r in rows)
     curve = (workspace / "runs/drn_x3/val_curve.csv").read_text().splitlines()
     assert curve[0] == "step,psnr,ssim" and len(curve) == 3  # validated at steps 3 and 6
     assert (workspace / "reports/report.html").is_file() and (
@@ -292,8 +294,9 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
         counts, _ = dry_run(workspace)
     finally:
         (workspace / "params.yaml").write_text(original)
-    # drn_x3 and drn_plus_x3, then drn, drn-ensemble and drn_plus at x3 (no ablation is at x3)
-    assert counts == {"train": 2, "evaluate": 3, "summary": 1, "report": 1, "all": 1}
+    # every run at x3 (drn_x3, drn_x3_s1, drn_plus_x3, the control edsr_baseline_x3: init_from
+    # is per scale), then their 6 labels on 2 datasets (no ablation is at x3)
+    assert counts == {"train": 4, "evaluate": 12, "summary": 1, "report": 1, "all": 1}
 
 
 def ran_stages(output):
@@ -302,7 +305,7 @@ def ran_stages(output):
 
 @slow
 def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path):
-    workspace = project(tmp_path, small_demo())
+    workspace = project(tmp_path, one_seed_photos_only(small_demo()))
     run(workspace, BIN / "dvc", "init", "--no-scm", "--quiet")
     first = run(workspace, BIN / "dvc", "repro")
     # every stage: the 27 Snakemake jobs but `all` (2 fetch, 2 downscale, 2 prepare, 6 train,
@@ -315,7 +318,7 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
     assert f"`{photos_md5}`" in (workspace / "reports/report.md").read_text()  # data provenance
     assert ran_stages(run(workspace, BIN / "dvc", "repro")) == []  # a second repro is a no-op
 
-    params = small_demo()
+    params = one_seed_photos_only(small_demo())
     params["train"]["init_from"]["x3"] = "runs/drn_x2/model.pt"
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(run(workspace, BIN / "dvc", "repro")) == [
@@ -328,7 +331,7 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
 
 @slow
 def test_dvc_exp_run_with_a_changed_setting(tmp_path):
-    params = small_demo()
+    params = one_seed_photos_only(small_demo())
     params["evaluation"].update(scales=[2], models=["drn"], ensemble_models=[])
     params["downscaled"] = {"train_photos_x2": {"of": "train_photos", "scale": 2}}
     params["train"]["init_from"] = {"x2": None}
@@ -362,7 +365,7 @@ def slurm(tmp_path_factory):
 
 @slow
 def test_the_demo_dag_with_the_slurm_profile_on_a_real_cluster(tmp_path, slurm):
-    params = small_demo()
+    params = one_seed_photos_only(small_demo())
     params["evaluation"].update(scales=[2])
     params["downscaled"] = {"train_photos_x2": {"of": "train_photos", "scale": 2}}
     params["train"]["init_from"] = {"x2": None}
