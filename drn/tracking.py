@@ -189,7 +189,18 @@ class Tracker:
             profile=json.dumps(profile) if profile else None,
         )  # fmt: skip
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+        for attempt in range(3):
+            try:
+                with _store_lock(self.uri):
+                    self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+                return
+            except Exception as error:
+                # Runs that start at once on the same data race to insert one new dataset row
+                # (unique per experiment, name and digest); the loser's insert fails, but the row
+                # exists now and a second try only links it (six trainings on one server did).
+                if "UNIQUE constraint failed" not in str(error) or attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
