@@ -54,6 +54,13 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_left_over(monkeypatch):
+    """A training in the test process sets MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does),
+    which would send the next test's runs to that store: every test starts without it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A data folder for small trainings: sources t91 (12 T91 images) and Set5 (validation)."""
