@@ -325,8 +325,23 @@ def test_provenance_lists_every_run_of_the_plan_with_its_roles(workspace):
     assert rows["drn_x2_e0.3"][:5] == ["ablation", "600", "CPU (test)", "42 s", "none (CPU)"]
     assert rows["drn_x2"][:2] == ["main", "not run"]
     assert rows["drn_x2_e0.2"][:2] == ["ablation", "not run"]  # distillation-drn and loss-l1
+    assert all(row[-1] == "none (CPU)" for row in rows.values())  # projected: the demo's CPU
     assert re.search(r'<td class="label">drn_x2</td><td class="label">main</td>\s*'
                      r'<td class="label notrun" colspan="7">not run</td>', html)  # fmt: skip
+
+
+def test_provenance_puts_the_projected_gpu_hours_beside_each_run():
+    from drn.config import load_params
+    from drn.cost import estimate
+    from drn.report import _projected
+
+    paper = load_params(REPO / "params.yaml")
+    plan = build_plan(paper)
+    measured, derived = plan.run("drn_x2"), plan.run("drn_no_rd_x3_e100")
+    assert (
+        _projected(paper, measured) == f"{estimate(paper, measured).gpu_hours:.2f} (measured rate)"
+    )
+    assert _projected(paper, derived).endswith("(derived rate)")
 
 
 def test_sizes_and_visuals_use_the_plans_models(workspace):

@@ -98,6 +98,16 @@ def _main_variants(plan: Plan) -> list[str]:
     return list(dict.fromkeys(run.variant for run in plan.runs if "main" in run.roles))
 
 
+def _projected(params: dict[str, Any], run: Any) -> str:
+    """The GPU-hours `drn plan --cost` projects for ``run``, and whether its rate was measured."""
+    from drn.cost import estimate
+
+    cost = estimate(params, run)
+    if not cost.gpus:
+        return "none (CPU)"
+    return f"{cost.gpu_hours:.2f} ({'measured rate' if cost.measured else 'derived rate'})"
+
+
 def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False) -> dict[str, Path]:
     """Write the report of the plan of ``params``; returns the paths written."""
     plan = build_plan(params)
@@ -107,6 +117,8 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
     tolerance = float(settings["tolerance_db"])
     table3 = gather.table3(plan, reference)
     runs = gather.runs(plan, params["tracking"])
+    for run in runs:  # beside what each run took, what `drn plan --cost` projected for it
+        run.projected = _projected(params, plan.run(run.name))
     by_name = {run.name: run for run in runs}
     ablations = gather.ablations(plan, params, reference)
     size_rows = _size_rows(reference, plan, params)

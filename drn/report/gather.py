@@ -479,6 +479,7 @@ class Run:
     mlflow_run_id: str | None = None
     mlflow_link: str | None = None
     curves_from: str = "checkpoint"
+    projected: str = ""  # GPU-hours projected before the run (drn plan --cost)
 
     @property
     def gpu_hours(self) -> str:
