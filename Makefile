@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[pipeline,dev]'
 	touch $@
 
-# The whole pipeline on the offline demo settings (demo/params.yaml): about 10 minutes on 2 cores.
+# The whole pipeline on the offline demo settings (demo/params.yaml): about 15 minutes on 2 cores.
 demo: $(STAMP)
 	cd demo && PATH="$(abspath $(BIN)):$$PATH" MLFLOW_DISABLE_TELEMETRY=true \
 	  snakemake --snakefile ../workflow/Snakefile --profile ../workflow/profiles/local
