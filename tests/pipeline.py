@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -84,3 +91,47 @@ def one_seed_photos_only(params):
     params["evaluation"]["datasets"] = ["photos"]
     del params["sources"]["Set5"]
     return params
+
+
+WAIT_S = 600  # the bound on a wait for a server; generous for a loaded 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(store: str, artifacts: Path, log: Path) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 over the backend ``store``; yields its URL (the wait for it
+    asks the local server's /health, nothing else)."""
+    port = free_port()
+    with open(log, "w") as server_log:
+        server = subprocess.Popen(
+            [BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "2", "--backend-store-uri", store,
+             "--artifacts-destination", str(artifacts)],
+            env=environment(), stdout=server_log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with its workers below
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(WAIT_S):
+            assert server.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"mlflow server did not answer on {url}: {log.read_text()[-3000:]}")
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -138,17 +138,17 @@ def memory_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path, **options):
-    """The environment of a started cluster, stopped afterwards; skips the test where no
-    cluster can run here, and fails it on CI, which must run it."""
+def running_cluster(root: Path, kind: type[SlurmCluster] = SlurmCluster, **options):
+    """The environment of a started cluster (of ``kind``), stopped afterwards; skips the test
+    where no such cluster can run here, and fails it on CI, which must run it."""
     import pytest
 
-    reason = missing()
+    reason = missing() or (memory_missing() if kind.enforce_memory else None)
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the Slurm tests: {reason}")
         pytest.skip(reason)
-    cluster = SlurmCluster(root, **options)
+    cluster = kind(root, **options)
     try:
         yield cluster.start()
     finally:

@@ -19,13 +19,11 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, SET5
+from pipeline import free_port, serving
 
 from drn.checkpoint import load_checkpoint, save_checkpoint
 from drn.data import read_image
@@ -184,45 +183,12 @@ def test_six_trainings_at_once_log_every_step_to_one_sqlite_file(data, tmp_path)
     assert_every_step_recorded(uri, tmp_path, names, iterations)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """``mlflow server`` on 127.0.0.1 with a sqlite backend, as README's cluster setup."""
-    port = free_port()
-    log = tmp_path / "server.log"
-    with open(log, "w") as server_log:
-        server = subprocess.Popen(
-            [BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "2", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-             "--artifacts-destination", str(tmp_path / "mlartifacts")],
-            env=environment(), stdout=server_log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped with its workers below
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(WAIT_S):
-            assert server.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"mlflow server did not answer on {url}: {log.read_text()[-3000:]}")
+    with serving(f"sqlite:///{tmp_path}/server.db", tmp_path / "mlartifacts",
+                 tmp_path / "server.log") as url:  # fmt: skip
         yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def test_six_trainings_at_once_log_every_step_to_one_server(data, tmp_path, mlflow_server):

@@ -9,7 +9,6 @@ artifact progress bars stay out of batch logs."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from pipeline import BIN, environment, project, run, small_demo
-from slurm_cluster import MemoryLimitedCluster, memory_missing, missing
+from slurm_cluster import MemoryLimitedCluster, running_cluster
 
 from drn import job
 from drn.job import classify, decide, read_record, record_path, resolve
@@ -346,16 +345,8 @@ rule hog:
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    reason = missing() or memory_missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Slurm tests: {reason}")
-        pytest.skip(reason)
-    cluster = MemoryLimitedCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with running_cluster(tmp_path_factory.mktemp("slurm"), MemoryLimitedCluster) as env:
+        yield env
 
 
 def slurm_job(workspace, job_id, env):

@@ -8,20 +8,17 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from conftest import SET5, SET14_SAMPLES
+from pipeline import serving
 from test_train import settings, tiny_overrides
 
 from drn.checkpoint import load_checkpoint, mlflow_record, save_checkpoint
@@ -229,46 +226,6 @@ def test_no_track_logs_nothing_but_the_json_names_the_run(trained, tmp_path, cap
 
 
 # ---------------------------------------------------------------- the MLflow UI, headless
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def serving(store: str, artifacts: Path, log: Path) -> Iterator[str]:
-    """``mlflow server`` on 127.0.0.1 over the backend ``store``; yields its URL."""
-    port = free_port()
-    with open(log, "w") as server_log:
-        server = subprocess.Popen(
-            [BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "2", "--backend-store-uri", store,
-             "--artifacts-destination", str(artifacts)],
-            env=environment(), stdout=server_log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped with its workers below
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(WAIT_S):
-            assert server.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"mlflow server did not answer on {url}: {log.read_text()[-3000:]}")
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 from pipeline import BIN, one_seed_photos_only, project, run, small_demo
-from slurm_cluster import SlurmCluster, missing
+from slurm_cluster import running_cluster
 
 from drn.cli import main
 from drn.dvc_stages import dvc_yaml
@@ -351,16 +350,8 @@ def test_dvc_exp_run_with_a_changed_setting(tmp_path):
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    reason = missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Slurm test: {reason}")
-        pytest.skip(reason)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with running_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        yield env
 
 
 @slow
