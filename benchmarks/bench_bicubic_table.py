@@ -11,7 +11,7 @@ import time
 
 from common import SHARED, machine
 
-from drn.evaluate import evaluate_bicubic
+from drn.protocol.scoring import evaluate_bicubic
 
 DATASETS = ("Set5", "Set14", "B100", "Urban100")
 

@@ -1,4 +1,5 @@
-"""Downscaling a 2040x1356 RGB image by 2, 3 and 4: drn.imresize beside Pillow and scikit-image.
+"""Downscaling a 2040x1356 RGB image by 2, 3 and 4: drn's imresize beside Pillow and
+scikit-image.
 
 Prints a Markdown table: time of each, ratio to Pillow's bicubic in the same run, and the largest
 difference of each from ours in 8-bit levels (ours is MATLAB-exact; the others are not MATLAB's).
@@ -14,7 +15,7 @@ from common import best_of, div2k_sized_photo, machine
 from PIL import Image
 from skimage.transform import resize
 
-from drn.imresize import imresize
+from drn.protocol.resize import imresize
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     pil = Image.fromarray(hr)
     print(f"# imresize, {datetime.date.today()}, {machine()}")
     print(
-        "| scale | drn.imresize | Pillow BICUBIC | ours / Pillow | skimage order=3 aa "
+        "| scale | drn.protocol.resize | Pillow BICUBIC | ours / Pillow | skimage order=3 aa "
         "| max diff Pillow | max diff skimage |"
     )
     print("|---|---|---|---|---|---|---|")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import SHARED, machine
 
-from drn.dataset import PatchDataset, StepSampler, build_cache, patch_loader
+from drn.engine.dataset import PatchDataset, StepSampler, build_cache, patch_loader
 
 
 def patches_per_second(hr: Path, workers: int, steps: int, cache: Path) -> float:

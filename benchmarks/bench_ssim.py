@@ -1,4 +1,5 @@
-"""SSIM of a 2040x1356 Y image pair: drn.metrics.ssim beside skimage.metrics.structural_similarity.
+"""SSIM of a 2040x1356 Y image pair: drn.protocol.metrics.ssim beside
+skimage.metrics.structural_similarity.
 
 Both are set to Wang et al.'s ssim_index (Gaussian 11x11 window, sigma 1.5, population
 covariance, L = 255; skimage then crops the same 'valid' region). Prints time, ratio and difference.
@@ -12,8 +13,8 @@ import datetime
 from common import best_of, div2k_sized_photo, machine
 from skimage.metrics import structural_similarity
 
-from drn.evaluate import bicubic_pair
-from drn.metrics import luma, ssim
+from drn.protocol.metrics import luma, ssim
+from drn.protocol.scoring import bicubic_pair
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
 
     t_ours, t_ref = best_of(lambda: ssim(a, b)), best_of(reference)
     print(f"# SSIM on a {a.shape[1]}x{a.shape[0]} Y image, {datetime.date.today()}, {machine()}")
-    print("| drn.metrics.ssim | skimage structural_similarity | speed-up | difference |")
+    print("| drn.protocol.metrics.ssim | skimage structural_similarity | speed-up | difference |")
     print("|---|---|---|---|")
     print(
         f"| {t_ours * 1e3:.1f} ms | {t_ref * 1e3:.1f} ms | {t_ref / t_ours:.1f}x "

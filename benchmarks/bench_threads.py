@@ -3,7 +3,7 @@ single-threaded pipeline, on a quiet machine and beside one busy core.
 
 Configurations, each the whole table (Set5, Set14, B100, Urban100 at x2, x3, x4) in this process:
 
-* ``policy``: what ``drn evaluate --model bicubic`` does under :mod:`drn.threads`: BLAS on one
+* ``policy``: what ``drn evaluate --model bicubic`` does under :mod:`drn.core.threads`: BLAS on one
   thread, the allotment's share of images at a time;
 * ``one``: everything on one thread (BLAS one thread, one image at a time);
 * ``blas2``: numpy's default before the policy: BLAS on two threads, one image at a time;
@@ -39,9 +39,9 @@ from PIL import Image
 from scipy.signal import fftconvolve
 from threadpoolctl import threadpool_limits
 
-from drn.data import list_images
-from drn.evaluate import evaluate_bicubic
-from drn.threads import affinity_cpus, decide
+from drn.core.images import list_images
+from drn.core.threads import affinity_cpus, decide
+from drn.protocol.scoring import evaluate_bicubic
 
 DATASETS = ("Set5", "Set14", "B100", "Urban100")
 SCALES = (2, 3, 4)

@@ -95,7 +95,7 @@ def train_and_evaluate(data: Path, out: Path, seconds: float, quick: bool) -> di
 
 
 def _train_and_evaluate(data: Path, work: Path, out: Path, seconds: float, quick: bool) -> dict:
-    from drn.evaluate import evaluate_bicubic
+    from drn.protocol.scoring import evaluate_bicubic
 
     sources = prepare_data(data, work)
     command = [sys.executable, "-m", "drn", "train", "--run", RUN, "--no-track",

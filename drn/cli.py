@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from drn import __version__, threads
-from drn.data import IMAGE_SUFFIXES
-from drn.errors import DrnError, UsageError
-from drn.evaluate import SetScore, evaluate_bicubic, score_folders, write_json
+from drn import __version__
+from drn.core import threads
+from drn.core.errors import DrnError, UsageError
+from drn.core.images import IMAGE_SUFFIXES
+from drn.protocol.scoring import SetScore, evaluate_bicubic, score_folders, write_json
 
 T = TypeVar("T")
 
@@ -328,8 +329,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         return
     from dataclasses import replace
 
-    from drn.evaluate import evaluate_model
-    from drn.tracking import evaluated_run, log_evaluation
+    from drn.engine.inference import evaluate_model
+    from drn.engine.tracking import evaluated_run, log_evaluation
 
     model, device = _load_model(args.model, args.scale, args.device, "--model")
     run = evaluated_run(args.model)  # the MLflow run that trained it, if it says
@@ -356,8 +357,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 def _load_model(weights: str, scale: int, device_name: str, option: str = "--weights"):
     import torch
 
-    from drn.checkpoint import model_from_checkpoint
-    from drn.tracking import resolve_weights
+    from drn.engine.checkpoint import model_from_checkpoint
+    from drn.engine.tracking import resolve_weights
 
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device_name == "auto" else device_name
@@ -369,8 +370,8 @@ def _load_model(weights: str, scale: int, device_name: str, option: str = "--wei
 
 
 def _run_upscale(args: argparse.Namespace) -> None:
-    from drn.data import read_image, write_image
-    from drn.inference import upscale_image
+    from drn.core.images import read_image, write_image
+    from drn.engine.inference import upscale_image
 
     model, device = _load_model(args.weights, args.scale, args.device)
     single_file = len(args.images) == 1 and args.out.suffix.lower() in IMAGE_SUFFIXES
@@ -383,7 +384,7 @@ def _run_upscale(args: argparse.Namespace) -> None:
 
 
 def _params(path: Path, overrides: list[str] | None = None) -> dict:
-    from drn.config import apply_overrides, load_params, validate_params
+    from drn.pipeline.params import apply_overrides, load_params, validate_params
 
     params = apply_overrides(load_params(path), overrides or [])
     validate_params(params, path)
@@ -391,9 +392,9 @@ def _params(path: Path, overrides: list[str] | None = None) -> dict:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from drn.plan import build_plan, run_directory, run_name
-    from drn.settings import settings_from_params
-    from drn.train import launch_under_torchrun, train
+    from drn.engine.train import launch_under_torchrun, train
+    from drn.pipeline.plan import build_plan, run_directory, run_name
+    from drn.pipeline.settings import settings_from_params
 
     if args.plan_run is not None and (args.model or args.scale or args.epochs or args.loss):
         raise UsageError("--run NAME: the plan gives the model, scale, epochs and loss")
@@ -421,7 +422,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_plan(args: argparse.Namespace) -> None:
     import json
 
-    from drn.plan import build_plan
+    from drn.pipeline.plan import build_plan
 
     params = _params(args.params)
     plan = build_plan(params)
@@ -431,7 +432,7 @@ def _run_plan(args: argparse.Namespace) -> None:
         _print_plan_cost(params, plan, args.json)
         return
     if args.dvc:
-        from drn.dvc_stages import dvc_yaml
+        from drn.pipeline.dvc_stages import dvc_yaml
 
         sys.stdout.write(dvc_yaml(params, plan))  # as is: no console markup or wrapping
         return
@@ -463,10 +464,10 @@ def _run_plan(args: argparse.Namespace) -> None:
 
 
 def _print_plan_cost(params: dict, plan, as_json: bool) -> None:
-    """drn plan --cost: drn.cost's projection of every run, its basis, sources and total."""
+    """drn plan --cost: the projection of every run, its basis, sources and total."""
     import json
 
-    from drn.cost import PROJECTION, THROUGHPUT, estimate_plan
+    from drn.pipeline.cost import PROJECTION, THROUGHPUT, estimate_plan
 
     cost = estimate_plan(params, plan)
     if as_json:
@@ -501,14 +502,14 @@ def _print_plan_cost(params: dict, plan, as_json: bool) -> None:
 
 
 def _run_fetch(args: argparse.Namespace) -> None:
-    from drn.download import fetch
+    from drn.pipeline.download import fetch
 
     _say(f"{args.name}: {fetch(args.name, _params(args.params))}")
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from drn.dataset import build_cache
-    from drn.settings import training_data
+    from drn.engine.dataset import build_cache
+    from drn.pipeline.settings import training_data
 
     hr, lr, cache, patch = training_data(_params(args.params), args.scale)
     pairs, version = build_cache(hr, lr, args.scale, cache, patch, _progress)
@@ -528,7 +529,7 @@ def _run_report(args: argparse.Namespace) -> None:
 
 
 def _run_collect(args: argparse.Namespace) -> None:
-    from drn.evaluate import collect_results
+    from drn.protocol.scoring import collect_results
 
     results = Path(_params(args.params)["paths"]["results"])
     rows = collect_results(results / "eval", results / "summary")
@@ -538,9 +539,9 @@ def _run_collect(args: argparse.Namespace) -> None:
 def _run_info(args: argparse.Namespace) -> None:
     import torch
 
-    from drn.config import apply_overrides, load_params, model_sizes
-    from drn.models import build_from_params, get_variant, resolve_config
+    from drn.models import get_variant, resolve_config
     from drn.models.complexity import forward_flops, trainable_parameters
+    from drn.pipeline.params import apply_overrides, build_from_params, load_params, model_sizes
 
     for item in args.set:
         if not item.startswith(f"models.{args.name}."):
@@ -569,7 +570,7 @@ def _run_info(args: argparse.Namespace) -> None:
 def _run_doctor(args: argparse.Namespace) -> int:
     import json
 
-    from drn import doctor
+    from drn.doctor import checklist as doctor
 
     params = _params(args.params)
     if args.last:

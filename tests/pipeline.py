@@ -18,9 +18,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from drn.config import validate_params
-from drn.dvc_stages import dvc_yaml
-from drn.plan import build_plan
+from drn.pipeline.dvc_stages import dvc_yaml
+from drn.pipeline.params import validate_params
+from drn.pipeline.plan import build_plan
 
 BIN = Path(sys.executable).parent
 TINY = {"channels": 8, "block_channels": 8, "distill": 4, "blocks": 1, "groups": 1}

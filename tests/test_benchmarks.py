@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import DATA, REPO
 
-from drn.config import apply_overrides, load_params, validate_params
-from drn.plan import build_plan
-from drn.settings import settings_from_params
+from drn.pipeline.params import apply_overrides, load_params, validate_params
+from drn.pipeline.plan import build_plan
+from drn.pipeline.settings import settings_from_params
 
 
 def benchmark(name: str):

@@ -3,7 +3,7 @@ Slurm profile: a training job that reaches its time limit is warned before it, c
 the exact step, is submitted again by Snakemake and resumes; every attempt ends inside its limit
 (none is TIMEOUT, so the one that finishes is kept), the run keeps every attempt's log, and the
 final weights are bit-identical to those of an uninterrupted run. The record of the job's
-attempts (drn/job.py) says each stopped one was "stopped" and names its Slurm log."""
+attempts (drn/pipeline/job.py) says each stopped one was "stopped" and names its Slurm log."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import yaml
 from pipeline import BIN, environment, project, run, small_demo
 from slurm_cluster import running_cluster
 
-from drn.checkpoint import load_checkpoint
-from drn.config import validate_params
-from drn.errors import UsageError
-from drn.job import read_record
+from drn.core.errors import UsageError
+from drn.engine.checkpoint import load_checkpoint
+from drn.pipeline.job import read_record
+from drn.pipeline.params import validate_params
 
 LIMIT_MINUTES = 1  # Slurm's shortest time limit
 LEAD = 10  # seconds: resources.train.stop_before_limit
@@ -111,7 +111,9 @@ def test_a_training_job_stops_before_its_time_limit_resumes_and_ends_as_an_unint
     assert all(ran < limit == 60 * LIMIT_MINUTES for _, ran, limit in records), records
 
     log = (workspace / "runs/drn_x2/train.log").read_text()  # every attempt's, in order
-    record = read_record(workspace / "results/logs/train/drn_x2.attempts.jsonl")  # drn/job.py
+    record = read_record(
+        workspace / "results/logs/train/drn_x2.attempts.jsonl"
+    )  # drn/pipeline/job.py
     assert [line["slurm_job_id"] for line in record] == attempts
     headers = re.compile(r"^== runs/drn_x2: started .* Slurm job (\d+) ==$", re.M)
     assert headers.findall(log) == attempts

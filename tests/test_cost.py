@@ -1,4 +1,5 @@
-"""The cost of the plan before launch (drn/cost.py, drn plan --cost): a projection from the GPU
+"""The cost of the plan before launch (drn/pipeline/cost.py, drn plan --cost): a projection from the
+GPU
 throughput recorded in drn/reference/gpu_throughput.yaml, each figure the raw JSON it cites."""
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from drn import cost
 from drn.cli import main
-from drn.config import load_params
-from drn.plan import build_plan
+from drn.pipeline import cost
+from drn.pipeline.params import load_params
+from drn.pipeline.plan import build_plan
 
 PAPER = load_params(REPO / "params.yaml")
 DEMO = load_params(REPO / "demo/params.yaml")
@@ -156,8 +157,9 @@ def test_the_paper_config_comes_to_the_projection_performance_md_documents():
 def test_measured_runs_cost_nothing_to_import():
     """torch is imported only where a rate is derived from FLOPs."""
     code = (
-        "import sys; from drn.config import load_params; from drn.plan import build_plan; "
-        "from drn.cost import estimate; p = load_params('params.yaml'); "
+        "import sys; from drn.pipeline.params import load_params; "
+        "from drn.pipeline.plan import build_plan; "
+        "from drn.pipeline.cost import estimate; p = load_params('params.yaml'); "
         "[estimate(p, r) for r in build_plan(p).runs if r.variant in ('drn', 'drn_plus')]; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -11,10 +11,10 @@ import torch
 from conftest import T91
 from PIL import Image
 
-from drn.data import modcrop, read_image
-from drn.dataset import PatchDataset, StepSampler, build_cache, patch_loader
-from drn.errors import DataError
-from drn.imresize import imresize
+from drn.core.errors import DataError
+from drn.core.images import modcrop, read_image
+from drn.engine.dataset import PatchDataset, StepSampler, build_cache, patch_loader
+from drn.protocol.resize import imresize
 
 
 @pytest.fixture

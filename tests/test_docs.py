@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO
 
 from drn.cli import build_parser
-from drn.config import SCHEMA, apply_overrides, load_params, validate_params
+from drn.pipeline.params import SCHEMA, apply_overrides, load_params, validate_params
 
 RELIABILITY = REPO / "docs/RELIABILITY.md"
 
@@ -288,7 +288,8 @@ def layout_paths(text: str) -> list[str]:
 
 @pytest.mark.parametrize("name", DOCS)
 def test_every_repository_path_the_docs_name_exists(name):
-    """Files and folders of the repository (`drn/plan.py`, `workflow/rules/*.smk`, the Layout
+    """Files and folders of the repository (`drn/pipeline/plan.py`, `workflow/rules/*.smk`, the
+    Layout
     tree); not what the pipeline makes (git ignores it: runs/, reports/report.html...), not
     paths of other places (`path/to/Set5`, `../shared/data`, `~/.config/...`)."""
     text = (REPO / name).read_text()

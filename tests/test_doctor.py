@@ -1,4 +1,4 @@
-"""drn doctor (drn/doctor.py): each check against fakes of what Slurm, the file systems and the
+"""drn doctor (drn/doctor/): each check against fakes of what Slurm, the file systems and the
 network say (fast), then the whole command against a real single-node Slurm (slow): a correct
 setup passes, and a missing partition, an impossible GPU request, a runtime above MaxTime, an
 unreachable tracking server and sacct without accounting each fail with their fix."""
@@ -20,11 +20,11 @@ import yaml
 from conftest import REPO
 from slurm_cluster import running_cluster
 
-from drn import doctor
 from drn.cli import main
-from drn.config import load_params
-from drn.doctor import FAIL, OK, SKIP, WARN, Answer, Cluster, Profile, Request
-from drn.plan import build_plan
+from drn.doctor import checklist as doctor
+from drn.doctor.checklist import FAIL, OK, SKIP, WARN, Answer, Cluster, Profile, Request
+from drn.pipeline.params import load_params
+from drn.pipeline.plan import build_plan
 
 slow = pytest.mark.slow
 

@@ -17,10 +17,10 @@ import pytest
 from conftest import SET5, SET14_SAMPLES
 from PIL import Image
 
-from drn.data import modcrop, read_image
-from drn.download import extract, fetch
-from drn.errors import DataError, UsageError
-from drn.imresize import imresize
+from drn.core.errors import DataError, UsageError
+from drn.core.images import modcrop, read_image
+from drn.pipeline.download import extract, fetch
+from drn.protocol.resize import imresize
 
 
 class Server:

@@ -9,10 +9,10 @@ import pytest
 from conftest import SET5, SET14_SAMPLES, benchmark_set
 
 from drn.cli import main
-from drn.data import list_images, modcrop, read_image
-from drn.evaluate import evaluate_bicubic
-from drn.imresize import imresize
-from drn.metrics import psnr, shave
+from drn.core.images import list_images, modcrop, read_image
+from drn.protocol.metrics import psnr, shave
+from drn.protocol.resize import imresize
+from drn.protocol.scoring import evaluate_bicubic
 
 # refs/eval/NOTES.md: the published dataset-level Bicubic baseline (Y, shave = scale).
 PUBLISHED = {

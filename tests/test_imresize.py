@@ -1,4 +1,4 @@
-"""drn.imresize reproduces MATLAB's imresize(..., 'bicubic') on MATLAB's own outputs."""
+"""drn.protocol.resize reproduces MATLAB's imresize(..., 'bicubic') on MATLAB's own outputs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import scipy.io
 from conftest import REFS, SET5, SET5_NAMES
 
-from drn.data import modcrop, read_image
-from drn.imresize import imresize
-from drn.metrics import rgb_to_ycbcr
+from drn.core.images import modcrop, read_image
+from drn.protocol.metrics import rgb_to_ycbcr
+from drn.protocol.resize import imresize
 
 SQUARE = np.arange(64, dtype=np.float64).reshape(8, 8)
 SMALL = np.arange(16, dtype=np.float64).reshape(4, 4)

@@ -12,12 +12,11 @@ from conftest import SET5
 from PIL import Image
 from torch import nn
 
-from drn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from drn.cli import main
-from drn.data import read_image
-from drn.errors import DataError
-from drn.evaluate import evaluate_model
-from drn.inference import super_resolve, to_tensor, upscale_image
+from drn.core.errors import DataError
+from drn.core.images import read_image
+from drn.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from drn.engine.inference import evaluate_model, super_resolve, to_tensor, upscale_image
 from drn.models import build_model
 
 SMALL = {"channels": 16, "block_channels": 16, "distill": 4, "blocks": 2, "groups": 2}
@@ -191,7 +190,7 @@ def test_upscale_with_missing_weights_is_a_usage_error(tmp_path, capsys):
 
 
 def test_to_tensor_and_back_is_lossless():
-    from drn.inference import to_uint8
+    from drn.engine.inference import to_uint8
 
     img = np.random.default_rng(0).integers(0, 256, (7, 9, 3)).astype(np.uint8)
     np.testing.assert_array_equal(to_uint8(to_tensor(img)), img)

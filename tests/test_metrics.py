@@ -1,4 +1,5 @@
-"""drn.metrics is the protocol the literature's tables were scored with (Y PSNR, Wang's SSIM)."""
+"""drn.protocol.metrics is the protocol the literature's tables were scored with (Y PSNR, Wang's
+SSIM)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from conftest import SET5, SET14_SAMPLES
 from scipy.signal import correlate2d
 from skimage.metrics import structural_similarity
 
-from drn.data import read_image
-from drn.evaluate import bicubic_pair
-from drn.metrics import gaussian_window, luma, psnr, rgb_to_ycbcr, shave, ssim
+from drn.core.images import read_image
+from drn.protocol.metrics import gaussian_window, luma, psnr, rgb_to_ycbcr, shave, ssim
+from drn.protocol.scoring import bicubic_pair
 
 
 def ssim_index_by_the_book(a, b):

@@ -12,12 +12,12 @@ from reference_drn import ReferenceDRN
 from torch import nn
 
 from drn.cli import main
-from drn.config import load_params
-from drn.errors import UsageError
-from drn.models import build_from_params, build_model, resolve_config, variants
+from drn.core.errors import UsageError
+from drn.models import build_model, resolve_config, variants
 from drn.models.complexity import forward_flops, trainable_parameters
 from drn.models.drn import DRNConfig
 from drn.models.edsr import EDSRConfig
+from drn.pipeline.params import build_from_params, load_params
 
 VARIANTS = sorted(variants())
 DRN_VARIANTS = [n for n in VARIANTS if isinstance(variants()[n].config, DRNConfig)]
@@ -170,7 +170,7 @@ def test_edsr_equals_its_forward_written_out(scale):
 @pytest.mark.parametrize("scale", (3, 4))
 @pytest.mark.parametrize("name", FAMILIES)
 def test_context_covers_the_receptive_field_so_tiles_are_seamless(name, scale):
-    from drn.inference import super_resolve
+    from drn.engine.inference import super_resolve
 
     model = build_model(name, scale, **small(name)).eval()
     lr = torch.rand(1, 3, 20, 17)

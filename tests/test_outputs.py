@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from drn.checkpoint import load_checkpoint, save_checkpoint
-from drn.data import atomic_write, current_umask
+from drn.core.images import atomic_write, current_umask
+from drn.engine.checkpoint import load_checkpoint, save_checkpoint
 from drn.models import build_model
 
 

@@ -1,4 +1,5 @@
-"""The experiment plan: every run and evaluation of params.yaml, defined once (drn/plan.py)."""
+"""The experiment plan: every run and evaluation of params.yaml, defined once
+(drn/pipeline/plan.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import yaml
 from conftest import REPO
 
 from drn.cli import main
-from drn.config import load_params, validate_params
-from drn.errors import UsageError
-from drn.plan import build_plan, run_name
-from drn.settings import RESUMABLE_CHANGES, SETTING_KEYS, TrainSettings, settings_from_params
+from drn.core.errors import UsageError
+from drn.engine.settings import RESUMABLE_CHANGES, TrainSettings
+from drn.pipeline.params import load_params, validate_params
+from drn.pipeline.plan import build_plan, run_name
+from drn.pipeline.settings import SETTING_KEYS, settings_from_params
 
 PAPER = load_params(REPO / "params.yaml")
 DEMO = load_params(REPO / "demo/params.yaml")
@@ -212,6 +214,6 @@ def test_drn_train_run_refuses_a_run_the_plan_does_not_have(capsys, tmp_path):
 
 
 def test_the_plan_does_not_import_torch():
-    code = "import sys, drn.plan, drn.settings; print('torch' in sys.modules)"
+    code = "import sys, drn.pipeline.plan, drn.pipeline.settings; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -34,9 +34,9 @@ import yaml
 from conftest import REPO, SET5
 from pipeline import free_port, serving
 
-from drn.checkpoint import load_checkpoint, save_checkpoint
-from drn.data import read_image
-from drn.evaluate import evaluate_model
+from drn.core.images import read_image
+from drn.engine.checkpoint import load_checkpoint, save_checkpoint
+from drn.engine.inference import evaluate_model
 from drn.models import build_model
 
 pytestmark = pytest.mark.slow  # a dozen trainings, a server, real kills

@@ -1,4 +1,5 @@
-"""The report takes every label, path, column and run from the plan (drn/plan.py): an ablation
+"""The report takes every label, path, column and run from the plan (drn/pipeline/plan.py): an
+ablation
 added only in params.yaml appears with no code change, Table 3's columns are the plan's, and a run
 of the plan not trained yet shows as not run. Fast: fake evaluation JSONs written where the plan
 says, real checkpoints of tiny models, no pipeline."""
@@ -16,8 +17,8 @@ from PIL import Image
 from pipeline import TINY
 from skimage import data
 
-from drn.config import validate_params
-from drn.plan import build_plan
+from drn.pipeline.params import validate_params
+from drn.pipeline.plan import build_plan
 
 THROWAWAY = {
     "title": "Throw-away: DRN against DRN+ for a moment",
@@ -74,7 +75,7 @@ def fake_result(psnr: float, ssim: float, scale: int, offsets=(-0.1, 0.0, 0.1)) 
 
 
 def fake_checkpoint(path: Path, variant: str) -> None:
-    from drn.checkpoint import save_checkpoint
+    from drn.engine.checkpoint import save_checkpoint
     from drn.models import build_model
 
     training = {
@@ -331,8 +332,8 @@ def test_provenance_lists_every_run_of_the_plan_with_its_roles(workspace):
 
 
 def test_provenance_puts_the_projected_gpu_hours_beside_each_run():
-    from drn.config import load_params
-    from drn.cost import estimate
+    from drn.pipeline.cost import estimate
+    from drn.pipeline.params import load_params
     from drn.report import _projected
 
     paper = load_params(REPO / "params.yaml")
@@ -372,8 +373,8 @@ def test_a_visual_shows_the_plans_main_model_of_each_variant(workspace, monkeypa
 
 
 def test_model_parameters_are_counted_with_params_yamls_sizes():
-    from drn.models import build_from_params
     from drn.models.complexity import trainable_parameters
+    from drn.pipeline.params import build_from_params
     from drn.report import _model_parameters
 
     params = params_with_throwaway()

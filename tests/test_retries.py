@@ -1,4 +1,5 @@
-"""Retries by cause (drn/job.py, workflow/rules/common.smk): the supervisor's classification of an
+"""Retries by cause (drn/pipeline/job.py, drn/pipeline/workflow.py): the supervisor's classification
+of an
 attempt and its record, the decision of the next attempt, the resources Snakemake asks for by
 attempt, and on a real single-node Slurm that holds jobs to their memory (cgroups): a job that
 runs out of memory is retried once with twice the memory and succeeds, a job that fails on a
@@ -23,9 +24,9 @@ from conftest import REPO
 from pipeline import BIN, environment, project, run, small_demo
 from slurm_cluster import MemoryLimitedCluster, running_cluster
 
-from drn import job
-from drn.job import classify, decide, read_record, record_path, resolve
-from drn.plan import build_plan
+from drn.pipeline import job
+from drn.pipeline.job import classify, decide, read_record, record_path, resolve
+from drn.pipeline.plan import build_plan
 
 slow = pytest.mark.slow
 
@@ -57,7 +58,13 @@ def attempt(number, cause, **fields):
         (1, "drn: error: data/Set5/bird.png: not a readable image", 0, 0, "data_error"),
         (1, "RuntimeError: a bug's traceback", 0, 0, "failed"),  # not drn's own error: retried
         (-signal.SIGSEGV, None, 0, 0, "failed"),
-        (127, "drn.job: cannot run drn: [Errno 2] No such file or directory", 0, 0, "failed"),
+        (
+            127,
+            "drn.pipeline.job: cannot run drn: [Errno 2] No such file or directory",
+            0,
+            0,
+            "failed",
+        ),
     ],
 )
 def test_an_attempt_is_classified_by_its_exit_its_last_error_line_and_oom_kills(
@@ -161,7 +168,7 @@ def test_an_attempt_whose_supervisor_died_with_it_takes_its_cause_from_slurm(tmp
 
 # --- the supervisor ----------------------------------------------------------------------------
 
-SUPERVISE = [sys.executable, "-m", "drn.job"]
+SUPERVISE = [sys.executable, "-m", "drn.pipeline.job"]
 
 
 def supervise(log, number, *command, **options):

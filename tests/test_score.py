@@ -11,8 +11,8 @@ import pytest
 from conftest import REFS, SET5, SET5_NAMES
 
 from drn.cli import main
-from drn.data import image_key, pair_images
-from drn.errors import DataError
+from drn.core.errors import DataError
+from drn.core.images import image_key, pair_images
 
 RCAN = REFS / "eval/rcan_set5"
 RCAN_PUBLISHED = {2: (38.27, 0.9614), 3: (34.74, 0.9299), 4: (32.63, 0.9002)}

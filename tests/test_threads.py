@@ -16,10 +16,10 @@ from conftest import REPO
 from PIL import Image
 from pipeline import BIN, project, run
 
-from drn import threads
-from drn.errors import DataError, UsageError
-from drn.evaluate import evaluate_bicubic, score_folders
-from drn.threads import Allotment, decide
+from drn.core import threads
+from drn.core.errors import DataError, UsageError
+from drn.core.threads import Allotment, decide
+from drn.protocol.scoring import evaluate_bicubic, score_folders
 
 # --- the allotment -----------------------------------------------------------------------------
 
@@ -82,7 +82,7 @@ import json, os, sys
 if os.environ.get("TORCH_FIRST"):
     import torch
 from threadpoolctl import threadpool_info
-from drn import threads
+from drn.core import threads
 from drn.cli import main
 assert main(["info", "drn", "--scale", "2", "--size", "8x8"]) == 0
 import torch

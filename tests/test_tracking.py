@@ -21,11 +21,11 @@ from conftest import SET5, SET14_SAMPLES
 from pipeline import serving
 from test_train import settings, tiny_overrides
 
-from drn.checkpoint import load_checkpoint, mlflow_record, save_checkpoint
 from drn.cli import main
+from drn.engine.checkpoint import load_checkpoint, mlflow_record, save_checkpoint
+from drn.engine.tracking import images_digest
+from drn.engine.train import load_validation, train
 from drn.models import build_model
-from drn.tracking import images_digest
-from drn.train import load_validation, train
 
 BIN = Path(sys.executable).parent
 WAIT_S = 600  # the bound on every wait for a process; generous for a loaded 2-core machine

@@ -16,14 +16,15 @@ import pytest
 import torch
 from conftest import REPO, SET5, SET14_SAMPLES
 
-from drn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from drn.config import apply_overrides, load_params
-from drn.data import read_image
-from drn.errors import UsageError
-from drn.evaluate import evaluate_bicubic, evaluate_model
+from drn.core.errors import UsageError
+from drn.core.images import read_image
+from drn.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from drn.engine.inference import evaluate_model
+from drn.engine.train import load_validation, train, validate
 from drn.models import build_model
-from drn.settings import settings_from_params
-from drn.train import load_validation, train, validate
+from drn.pipeline.params import apply_overrides, load_params
+from drn.pipeline.settings import settings_from_params
+from drn.protocol.scoring import evaluate_bicubic
 
 BIN = Path(sys.executable).parent
 TINY = "{channels: 16, block_channels: 16, distill: 4, blocks: 2, groups: 1}"
@@ -246,7 +247,7 @@ def test_mlflow_records_params_metrics_tags_artifacts_and_the_model(data, tmp_pa
         torch.testing.assert_close(loaded(lr), reference(lr), rtol=1e-5, atol=1e-5)
 
     # the same weights back through `drn upscale --weights runs:/...`
-    from drn.tracking import resolve_weights
+    from drn.engine.tracking import resolve_weights
 
     fetched = resolve_weights(f"runs:/{run.info.run_id}/checkpoint/model.pt", client.tracking_uri)
     assert (
@@ -259,7 +260,7 @@ def test_x4_can_start_from_a_trained_x2_model(data, tmp_path):
     save_checkpoint(tmp_path / "x2.pt", x2)
     overrides = tiny_overrides(data, tmp_path, 1, [f"train.init_from.x4={tmp_path}/x2.pt"])
     changed = settings(overrides, scale=4)
-    from drn import train as engine
+    from drn.engine import train as engine
 
     x4 = build_model("drn", 4, channels=16, block_channels=16, distill=4, blocks=2, groups=1)
     copied = engine._init_from(x4, changed.init_from)

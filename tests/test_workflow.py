@@ -15,9 +15,10 @@ from pipeline import BIN, one_seed_photos_only, project, run, small_demo
 from slurm_cluster import running_cluster
 
 from drn.cli import main
-from drn.dvc_stages import dvc_yaml
-from drn.plan import build_plan
-from drn.settings import result_settings, settings_from_params
+from drn.engine.settings import result_settings
+from drn.pipeline.dvc_stages import dvc_yaml
+from drn.pipeline.plan import build_plan
+from drn.pipeline.settings import settings_from_params
 
 slow = pytest.mark.slow  # Snakemake and DVC runs
 
@@ -43,8 +44,10 @@ def dry_run(cwd):
     for line in out.splitlines():
         if line.startswith("    output: "):
             outputs = sorted(line.removeprefix("    output: ").split(", "))
-        elif line.startswith("Shell command: exec python -m drn.job "):
-            command = line.split(" -- ", 1)[1]  # the command its supervisor (drn/job.py) runs
+        elif line.startswith("Shell command: exec python -m drn.pipeline.job "):
+            command = line.split(" -- ", 1)[
+                1
+            ]  # the command its supervisor (drn/pipeline/job.py) runs
             jobs.append((command, outputs))
     return counts, sorted(jobs)
 
@@ -81,7 +84,8 @@ def test_dvc_yaml_declares_the_snakemake_stages_commands_and_outputs(tmp_path, c
 @pytest.mark.parametrize("config", CONFIGS)
 def test_the_committed_dvc_yaml_is_the_one_drn_plan_generates(config, capsys):
     """dvc.yaml and demo/dvc.yaml are generated from the params.yaml beside them: a change of the
-    plan (or of drn/dvc_stages.py) that was not followed by `drn plan --dvc > dvc.yaml` fails."""
+    plan (or of drn/pipeline/dvc_stages.py) that was not followed by `drn plan --dvc > dvc.yaml`
+    fails."""
     assert main(["plan", "--params", str(REPO / config), "--dvc"]) == 0
     generated = capsys.readouterr().out
     committed = REPO / config.replace("params.yaml", "dvc.yaml")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from drn.errors import UsageError
+from drn.core.errors import UsageError
 from drn.models.drn import DIV2K_RGB_MEAN, _full_precision
 from drn.models.registry import register_variant
 

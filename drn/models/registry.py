@@ -4,7 +4,7 @@ A family module (one file per architecture family, as timm does) defines a froze
 sizes and a module class, and registers each variant with :func:`register_variant` as a name plus
 its default sizes. :func:`build_model` then builds any variant at any scale, with any size
 overridden (from params.yaml's ``models.<variant>`` or the command line); a wrong name, unknown
-size or invalid value is a :class:`~drn.errors.UsageError` that lists the choices.
+size or invalid value is a :class:`~drn.core.errors.UsageError` that lists the choices.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from drn.errors import UsageError
+from drn.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,3 @@ def build_model(name: str, scale: int, **overrides: Any) -> nn.Module:
     model = get_variant(name).build(config, scale)
     model.variant = name  # checkpoints record it, so the model can be rebuilt by name
     return model
-
-
-def build_from_params(params: dict[str, Any], name: str, scale: int) -> nn.Module:
-    """Build ``name`` with the sizes params.yaml overrides under ``models.<name>`` (if any)."""
-    from drn.config import model_sizes
-
-    return build_model(name, scale, **model_sizes(params, name))

@@ -2,7 +2,8 @@
 
 ``build_report(params)`` writes ``{paths.reports}/report.html`` (self-contained: figures
 embedded, no scripts, opens offline) and ``report.md`` (figures in ``figures/``), from the
-evaluations and training runs of the plan of params.yaml (drn/plan.py: every label, path, run,
+evaluations and training runs of the plan of params.yaml (drn/pipeline/plan.py: every label, path,
+run,
 Table 3 column and ablation comes from there), MLflow and params.yaml; optionally a PDF printed
 by a headless Chromium. :mod:`drn.report.gather` collects the numbers, :mod:`drn.report.stats`
 defines the statistics (mean ± sd over seeds, verdicts, paired bootstrap intervals; the report
@@ -22,12 +23,12 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from drn.data import atomic_write
-from drn.errors import UsageError
-from drn.plan import Plan, build_plan
+from drn.core.errors import UsageError
+from drn.core.images import atomic_write
+from drn.engine.tracking import git_commit
+from drn.pipeline.plan import Plan, build_plan
 from drn.report import figures, gather, stats
 from drn.report.visuals import comparison
-from drn.tracking import git_commit
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -100,7 +101,7 @@ def _main_variants(plan: Plan) -> list[str]:
 
 def _projected(params: dict[str, Any], run: Any) -> str:
     """The GPU-hours `drn plan --cost` projects for ``run``, and whether its rate was measured."""
-    from drn.cost import estimate
+    from drn.pipeline.cost import estimate
 
     cost = estimate(params, run)
     if not cost.gpus:

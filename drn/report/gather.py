@@ -1,6 +1,7 @@
 """Everything the report shows, gathered from the files the pipeline wrote (no rendering here).
 
-What to look for comes from the plan (drn/plan.py): its evaluations' JSONs (each one's ``path``)
+What to look for comes from the plan (drn/pipeline/plan.py): its evaluations' JSONs (each one's
+``path``)
 and its runs' checkpoints ({directory}/checkpoints/last.pt: settings, curves, time, hardware);
 then MLflow (run IDs, links, metric histories), dvc.lock (data hashes), params.yaml and the
 paper's numbers (drn/reference/drn_paper.yaml), and a control's published numbers
@@ -26,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from drn.plan import BICUBIC, CONTROL_GROUP, MAIN_GROUP, Evaluation, Plan
-from drn.plan import Run as PlannedRun
+from drn.pipeline.plan import BICUBIC, CONTROL_GROUP, MAIN_GROUP, Evaluation, Plan
+from drn.pipeline.plan import Run as PlannedRun
 from drn.report.stats import (
     NOT_PLANNED,
     NOT_RUN,
@@ -491,7 +492,7 @@ class Run:
 def runs(plan: Plan, tracking: dict[str, Any]) -> list[Run]:
     """Every training run of the plan, in its order: from its last checkpoint (finished or
     interrupted), or not run."""
-    from drn.checkpoint import load_checkpoint
+    from drn.engine.checkpoint import load_checkpoint
 
     found = []
     for planned in plan.runs:
@@ -519,7 +520,7 @@ def _from_mlflow(found: list[Run], tracking: dict[str, Any]) -> None:
     try:
         from mlflow.tracking import MlflowClient
 
-        from drn.tracking import tracking_uri
+        from drn.engine.tracking import tracking_uri
 
         uri = tracking_uri(tracking["uri"])
         client = MlflowClient(uri)
@@ -583,8 +584,8 @@ def model_parameters(name: str, scale: int, params: dict[str, Any]) -> int:
     device: no memory, no time)."""
     import torch
 
-    from drn.models import build_from_params
     from drn.models.complexity import trainable_parameters
+    from drn.pipeline.params import build_from_params
 
     with torch.device("meta"):
         return trainable_parameters(build_from_params(params, name, scale))

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from drn.data import list_images, read_image
-from drn.errors import DrnError
-from drn.evaluate import bicubic_pair, lr_of, score_image
-from drn.metrics import luma
-from drn.plan import Plan, Run
+from drn.core.errors import DrnError
+from drn.core.images import list_images, read_image
+from drn.pipeline.plan import Plan, Run
+from drn.protocol.metrics import luma
+from drn.protocol.scoring import bicubic_pair, lr_of, score_image
 from drn.report.gather import NOT_PLANNED, NOT_RUN
 from drn.report.gather import title as title_of
 
@@ -44,8 +44,8 @@ def comparison(
 ) -> dict[str, Any]:
     """The panels of one visual comparison: HR, bicubic and the plan's main model of each variant
     at the visual's scale; a model or image that is not there is 'not run'/'not planned'."""
-    from drn.checkpoint import model_from_checkpoint
-    from drn.inference import upscale_image
+    from drn.engine.checkpoint import model_from_checkpoint
+    from drn.engine.inference import upscale_image
 
     dataset, name, scale = spec["dataset"], spec["image"], int(spec["scale"])
     title = f"{dataset} {name}, x{scale}"

@@ -1,15 +1,16 @@
-"""The plan of params.yaml (drn/plan.py: every run and evaluation, their names and files), the
+"""The plan of params.yaml (drn/pipeline/plan.py: every run and evaluation, their names and files), the
 paths and scheduler resources the rules share, and the supervisor every rule's command runs under
-(drn/job.py: retries by cause, a record of attempts beside each job's log)."""
+(drn/pipeline/job.py: retries by cause, a record of attempts beside each job's log)."""
 
 import math
 import re
 
-from drn import job as attempts
+from drn.pipeline import job as attempts
 
-from drn.config import source_path, validate_params
-from drn.plan import BICUBIC, build_plan, eval_path, run_directory
-from drn.settings import result_settings, settings_from_params
+from drn.pipeline.params import source_path, validate_params
+from drn.pipeline.plan import BICUBIC, build_plan, eval_path, run_directory
+from drn.engine.settings import result_settings
+from drn.pipeline.settings import settings_from_params
 
 validate_params(config, "params.yaml")
 PLAN = build_plan(config)
@@ -117,13 +118,13 @@ def job_resources(kind):
 
 
 def supervised(command):
-    """A rule's shell command: `command` under drn's supervisor (drn/job.py), which writes its
+    """A rule's shell command: `command` under drn's supervisor (drn/pipeline/job.py), which writes its
     output to the rule's log, passes on the scheduler's signals, records the attempt beside the
     log ({log} without .log, plus .attempts.jsonl) and does not run it again after a usage or data
     error. `exec`: the supervisor replaces the shell, which would otherwise die of the SIGTERM
     Slurm sends a job step before its time limit, ending the step before drn checkpoints."""
     return (
-        "exec python -m drn.job --log {log} --attempt {resources.attempt} "
+        "exec python -m drn.pipeline.job --log {log} --attempt {resources.attempt} "
         f"--memory-retries {RETRY['out_of_memory']} -- {command}"
     )
 
@@ -131,7 +132,7 @@ def supervised(command):
 def job_threads(kind):
     """A job's `threads`: the CPUs its resources ask for (cpus, or cpus_per_gpu per GPU, as the
     Slurm plugin's --cpus-per-task / --cpus-per-gpu). Snakemake exports them to the job as
-    OMP_NUM_THREADS (capped at --cores), which drn.threads reads."""
+    OMP_NUM_THREADS (capped at --cores), which drn.core.threads reads."""
     spec = config["resources"][kind]
     if "cpus" in spec:
         return spec["cpus"]

@@ -2,7 +2,7 @@
 resumes from its checkpoint when retried; a run of changed settings starts afresh (the old run
 directory is set aside, never deleted).
 
-A job's log holds its latest attempt (the supervisor, drn/job.py, starts it afresh); the run
+A job's log holds its latest attempt (the supervisor, drn/pipeline/job.py, starts it afresh); the run
 directory's train.log keeps what every attempt printed ("== ... started ... ==", "resumed from
 step N (of M)", progress, "stopped by signal ..."), and the record beside the job's log
 (train/{run}.attempts.jsonl) how each attempt ended ("stopped": retried, it resumes). The

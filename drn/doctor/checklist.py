@@ -31,7 +31,8 @@ says about itself (``scontrol show partition/node/config``); it writes nothing, 
   sources, the decoded training cache, every run's checkpoints), with the numbers and which of
   them are approximate.
 * ``plan``, ``plan.attempts``: runs, evaluations, iterations and the GPU-hour projection of
-  drn.cost; on Slurm, whether the profile's ``retries`` cover the attempts each training needs.
+  drn.pipeline.cost; on Slurm, whether the profile's ``retries`` cover the attempts each training
+  needs.
 
 ``--last`` instead reads the per-attempt records of the pipeline's jobs
 (``{paths.results}/logs/**/*.attempts.jsonl``, one JSON object a line: ``attempt``, ``cause``,
@@ -213,7 +214,7 @@ def load_profile(path: Path | None, default_resources: Sequence[str] = (),
                  status_command: str | None = None) -> Profile:  # fmt: skip
     """The profile at ``path`` (a folder or its config.yaml), with the command line's
     ``--default-resources`` and ``--slurm-status-command`` on top."""
-    from drn.errors import UsageError
+    from drn.core.errors import UsageError
 
     config: dict[str, Any] = {}
     if path is not None:
@@ -1008,7 +1009,7 @@ def head_request(url: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int | None,
 
 def needed_sources(params: dict[str, Any], plan: Any) -> tuple[list[str], list[str]]:
     """(sources, downscaled sources) the plan reads, as Snakemake fetches them."""
-    from drn.dvc_stages import _needed_sources  # the one definition, shared with dvc.yaml
+    from drn.pipeline.dvc_stages import _needed_sources  # the one definition, shared with dvc.yaml
 
     return _needed_sources(params, plan)
 
@@ -1091,7 +1092,7 @@ def _folder_bytes(folder: Path) -> int:
 def source_images(params: dict[str, Any], name: str) -> list[Path]:
     """The image files source ``name`` holds, or will hold, where they can be seen now: its
     folder, its ``local`` folder, or scikit-image's files; [] otherwise."""
-    from drn.data import IMAGE_SUFFIXES
+    from drn.core.images import IMAGE_SUFFIXES
 
     spec = params["sources"].get(name) or {}
     folder = Path(params["paths"]["data"]) / name
@@ -1122,7 +1123,7 @@ def weights_bytes(params: dict[str, Any], variant: str, scale: int) -> int:
     """Bytes of a model's float32 weights (built on the meta device: no memory, no time)."""
     import torch
 
-    from drn.models import build_from_params
+    from drn.pipeline.params import build_from_params
 
     with torch.device("meta"):
         model = build_from_params(params, variant, scale)
@@ -1134,7 +1135,7 @@ def disk_needs(params: dict[str, Any], plan: Any, online: bool = False,
                weights: Callable[[dict, str, int], int] = weights_bytes) -> list[Need]:  # fmt: skip
     """Everything the plan will still write: downloads, extracted sources, the decoded cache of
     each scale trained at, and every run's checkpoints (and tracking artifacts)."""
-    from drn.settings import training_data
+    from drn.pipeline.settings import training_data
 
     data = Path(params["paths"]["data"])
     fetched, derived = needed_sources(params, plan)
@@ -1257,11 +1258,11 @@ def _gb(value: int) -> str:
 
 
 def plan_cost(params: dict[str, Any], plan: Any) -> tuple[Any | None, str]:
-    """drn.cost's projection of the plan where that module exists (None, and why, if not)."""
+    """drn.pipeline.cost's projection of the plan where it exists (None, and why, if not)."""
     try:
-        from drn.cost import estimate_plan
+        from drn.pipeline.cost import estimate_plan
     except ImportError:
-        return None, "no GPU-hour projection here (drn.cost is not installed)"
+        return None, "no GPU-hour projection here (drn.pipeline.cost is not installed)"
     try:
         return estimate_plan(params, plan), ""
     except Exception as error:  # a projection must never stop the checklist
@@ -1269,7 +1270,7 @@ def plan_cost(params: dict[str, Any], plan: Any) -> tuple[Any | None, str]:
 
 
 def check_plan(params: dict[str, Any], plan: Any, cost: Any | None, why: str) -> Result:
-    from drn.settings import settings_from_params
+    from drn.pipeline.settings import settings_from_params
 
     runs, evaluations = len(plan.runs), len(plan.evaluations)
     if cost is not None and not params["resources"]["train"]["gpu"]:
@@ -1318,7 +1319,7 @@ def check_attempts(params: dict[str, Any], cost: Any | None, profile: Profile) -
 def diagnose(params: dict[str, Any], profile: Profile, online: bool = False,
              with_probe: bool = False, run: Runner = command) -> list[Result]:  # fmt: skip
     """The whole checklist for validated ``params`` and ``profile``."""
-    from drn.plan import build_plan
+    from drn.pipeline.plan import build_plan
 
     plan = build_plan(params)
     sinfo = shutil.which("sinfo")

@@ -8,15 +8,22 @@
   another.
 * Pixels: uint8 images in, uint8 out (rounded as EDSR-PyTorch's ``quantize``); grayscale runs as
   three equal channels and comes back gray; alpha is resized with the MATLAB-exact bicubic.
+* Evaluation: :func:`evaluate_model` scores a model's SR of a benchmark set under the standard
+  protocol (:func:`drn.protocol.scoring.score_super_resolution`).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from drn.imresize import imresize
+from drn.core.progress import Progress, no_progress
+from drn.protocol.resize import imresize
+from drn.protocol.scoring import SetScore, score_super_resolution
 
 DEFAULT_TILE = 256
 
@@ -99,3 +106,24 @@ def upscale_image(
         big_alpha = imresize(alpha, output_shape=sr.shape[:2])
         sr = np.dstack([sr, big_alpha])
     return sr
+
+
+def evaluate_model(
+    model: nn.Module,
+    hr_dir: str | os.PathLike,
+    scale: int,
+    device: torch.device | str = "cpu",
+    self_ensemble: bool = False,
+    tile: int | None = 256,
+    shave_border: int | None = None,
+    rgb: bool = False,
+    save_sr: str | os.PathLike | None = None,
+    progress: Progress = no_progress,
+) -> SetScore:
+    """Score a model's SR of every image of ``hr_dir`` (grayscale runs as three equal channels)."""
+    name = getattr(model, "variant", "model")
+    border, scores = score_super_resolution(
+        hr_dir, scale, lambda lr: upscale_image(model, lr, scale, device, tile, self_ensemble),
+        shave_border, rgb, save_sr, progress, name,
+    )  # fmt: skip
+    return SetScore(scale, border, scores, Path(hr_dir).name, name, self_ensemble)

@@ -6,7 +6,7 @@
 attempt printed, appended), ``train_curve.csv`` and ``val_curve.csv`` and, once finished,
 ``model.pt`` (the final weights, naming their MLflow run for ``drn evaluate``). Calling it
 again on the same directory resumes: model, optimizer, scheduler, step, RNG states and (by
-construction, see :mod:`drn.dataset`) the data order, so an interrupted and resumed run ends
+construction, see :mod:`drn.engine.dataset`) the data order, so an interrupted and resumed run ends
 with the weights of an uninterrupted one.
 
 Recipe (params.yaml ``train``): Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs, L1 loss
@@ -14,7 +14,8 @@ Recipe (params.yaml ``train``): Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every 20
 EDSR-PyTorch, whose defaults the paper's settings match.
 
 Validation scores the first ``train.validation.images`` images as ``drn evaluate`` does
-(:func:`drn.evaluate.lr_of`, :func:`drn.inference.upscale_image`, :func:`drn.evaluate.score_image`):
+(:func:`drn.protocol.scoring.lr_of`, :func:`drn.engine.inference.upscale_image`,
+:func:`drn.protocol.scoring.score_image`):
 the same model gives the same numbers either way.
 
 Under ``torchrun`` it trains with DistributedDataParallel: the global batch stays ``batch``
@@ -44,18 +45,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from drn.checkpoint import load_checkpoint, save_checkpoint
-from drn.data import atomic_write, list_images, read_image, write_image
-from drn.dataset import PatchDataset, StepSampler, build_cache, patch_loader
-from drn.errors import UsageError
-from drn.evaluate import ImageScore, SetScore, lr_of, score_image
-from drn.inference import upscale_image
+from drn.core.errors import UsageError
+from drn.core.images import atomic_write, list_images, read_image, write_image
+from drn.engine.checkpoint import load_checkpoint, save_checkpoint
+from drn.engine.dataset import PatchDataset, StepSampler, build_cache, patch_loader
+from drn.engine.inference import upscale_image
+from drn.engine.reporter import TrainingReporter
+from drn.engine.settings import RESUMABLE_CHANGES, TrainSettings
 from drn.models import build_model
-from drn.progress import TrainingReporter
-from drn.settings import RESUMABLE_CHANGES, TrainSettings
+from drn.protocol.scoring import ImageScore, SetScore, lr_of, score_image
 
 if TYPE_CHECKING:
-    from drn.tracking import Tracker
+    from drn.engine.tracking import Tracker
 
 LOSSES = {"l1": nn.functional.l1_loss, "l2": nn.functional.mse_loss}
 
@@ -150,7 +151,7 @@ def _seed(settings: TrainSettings) -> None:
 
 def load_validation(settings: TrainSettings) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, HR cropped to the scale, its MATLAB-bicubic LR) for the first validation images:
-    :func:`drn.evaluate.lr_of`, as ``drn evaluate`` makes them."""
+    :func:`drn.protocol.scoring.lr_of`, as ``drn evaluate`` makes them."""
     if not settings.val_hr or settings.val_images <= 0:
         return []
     paths = list_images(settings.val_hr, "train.validation.hr")[: settings.val_images]
@@ -165,7 +166,7 @@ def validate(
     save_dir: Path | None = None,
 ) -> SetScore:
     """Y PSNR/SSIM (shave = scale) of the model's uint8 SR of the validation images, made and
-    scored as ``drn evaluate`` does (:func:`drn.evaluate.evaluate_model`)."""
+    scored as ``drn evaluate`` does (:func:`drn.engine.inference.evaluate_model`)."""
     model.eval()
     scores = []
     for name, hr, lr in images:
@@ -280,7 +281,9 @@ def train(
         run.reporter.record(f"failed at step {run.step}: {type(error).__name__}: {error}")
         raise
     finally:
-        run.batches = None  # shuts the loader's workers down (they ignore SIGTERM; drn.dataset)
+        run.batches = (
+            None  # shuts the loader's workers down (they ignore SIGTERM; drn.engine.dataset)
+        )
         signals.restore()
         run.close(status)
     return 128 + signum if signum else 0
@@ -388,7 +391,7 @@ class _Run:
 
     def start_tracking(self, tags: dict[str, str]) -> None:
         """The MLflow run (named as the run directory; resumed with it): params and tags."""
-        from drn.tracking import Tracker, git_commit
+        from drn.engine.tracking import Tracker, git_commit
 
         settings = self.settings
         self.tracker = Tracker(
@@ -404,9 +407,10 @@ class _Run:
         self._log_datasets()
 
     def _log_datasets(self) -> None:
-        """The training pairs (the cache folder; digest: the data version of drn.dataset) and the
+        """The training pairs (the cache folder; digest: the data version of drn.engine.dataset) and
+        the
         validation images (their source folder; digest of the images in memory) as inputs."""
-        from drn.tracking import images_digest
+        from drn.engine.tracking import images_digest
 
         settings, tracker = self.settings, self.tracker
         assert tracker is not None

@@ -1,68 +1,22 @@
 """One training run's settings, resolved from params.yaml (no torch: the workflow reads them).
 
 :func:`settings_from_params` turns params.yaml plus a run of the plan (variant, scale, epochs,
-loss, seed) into a :class:`TrainSettings`; :func:`result_settings` is the part that changes what
-the run computes (a run directory holding other result settings is not resumed), and
-:data:`SETTING_KEYS` says where in params.yaml each of those comes from (dvc.yaml's ``params:``).
+loss, seed) into the engine's :class:`~drn.engine.settings.TrainSettings`, and
+:data:`SETTING_KEYS` says where in params.yaml each result setting comes from (dvc.yaml's
+``params:``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from drn.config import model_sizes, setting, source_path
-from drn.errors import UsageError
-
-LOSS_NAMES = ("l1", "l2")  # MAE (the paper's) and MSE
-COMPILE_MODES = ("auto", "off", "default", "reduce-overhead")
-# Settings that may change between the attempts of one run without changing its result.
-RESUMABLE_CHANGES = {
-    "workers", "log_every", "checkpoint_every", "compile", "tracking_uri", "experiment",
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything one training run depends on, resolved from params.yaml."""
-
-    model: str
-    scale: int
-    sizes: dict[str, Any]
-    hr: str
-    lr: str | None
-    cache: str
-    val_hr: str | None
-    val_images: int
-    val_every: int
-    batch: int
-    patch: int
-    learning_rate: float
-    betas: tuple[float, float]
-    eps: float
-    decay_every: int  # iterations
-    decay_factor: float
-    loss: str
-    iterations: int
-    checkpoint_every: int
-    log_every: int
-    seed: int
-    deterministic: bool
-    compile: str
-    channels_last: bool
-    workers: int
-    init_from: str | None
-    tracking_uri: str
-    experiment: str
-
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
-
+from drn.core.errors import UsageError
+from drn.engine.settings import COMPILE_MODES, LOSS_NAMES, TrainSettings
+from drn.pipeline.params import model_sizes, setting, source_path
 
 # Where each result setting comes from in params.yaml, for the run's {variant} and {scale}. The
 # run's identity (model, scale) and what a plan entry chooses (iterations: its epochs; loss; seed)
-# come from the plan, which adds the keys it read them from (drn.plan.Run.keys).
+# come from the plan, which adds the keys it read them from (drn.pipeline.plan.Run.keys).
 SETTING_KEYS: dict[str, tuple[str, ...]] = {
     "model": (),
     "scale": (),
@@ -168,8 +122,3 @@ def settings_from_params(
     if settings.compile not in COMPILE_MODES:
         raise UsageError(f"params.yaml: train.compile: choose from {', '.join(COMPILE_MODES)}")
     return settings
-
-
-def result_settings(settings: TrainSettings) -> dict[str, Any]:
-    """The settings that change what a run computes (not how fast or how it reports)."""
-    return {k: v for k, v in settings.to_json().items() if k not in RESUMABLE_CHANGES}

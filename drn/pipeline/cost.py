@@ -3,7 +3,7 @@
 This module owns that projection: reading the GPU throughput recorded in
 ``drn/reference/gpu_throughput.yaml`` (figures transcribed from ``docs/perf/*.json``), choosing the
 figure each run rests on and saying which (its *basis*), and the arithmetic: a run's iterations
-(``drn.settings``), its hours at that rate, and its GPU-hours. ``drn plan --cost`` prints
+(``drn.pipeline.settings``), its hours at that rate, and its GPU-hours. ``drn plan --cost`` prints
 :func:`estimate_plan`; the report sets :func:`estimate` of a run beside what it measured.
 
 **Basis** of a run of ``variant`` at ``scale``, when params.yaml trains that variant at the sizes,
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from drn.config import model_sizes, setting
-from drn.settings import settings_from_params
+from drn.pipeline.params import model_sizes, setting
+from drn.pipeline.settings import settings_from_params
 
 if TYPE_CHECKING:
-    from drn.plan import Plan, Run
+    from drn.pipeline.plan import Plan, Run
 
-THROUGHPUT = Path(__file__).resolve().parent / "reference" / "gpu_throughput.yaml"
+THROUGHPUT = Path(__file__).resolve().parents[1] / "reference" / "gpu_throughput.yaml"
 ENGINE = "full engine step"
 MODEL_STEP = "model step only"
 MEASURED = "measured"
@@ -183,7 +183,7 @@ def rate(params: dict[str, Any], variant: str, scale: int) -> Rate:
 
 
 def estimate(params: dict[str, Any], run: Run) -> RunCost:
-    """The projected cost of ``run`` (a run of ``drn.plan.build_plan(params)``; by name:
+    """The projected cost of ``run`` (a run of ``drn.pipeline.plan.build_plan(params)``; by name:
     ``estimate(params, build_plan(params).run(name))``)."""
     iterations = settings_from_params(
         params, run.variant, run.scale, run.epochs, run.loss, run.seed
@@ -213,7 +213,7 @@ def estimate_plan(params: dict[str, Any], plan: Plan | None = None) -> PlanCost:
     """The projected cost of every run of the plan of ``params``, their total, the measurements
     they rest on and what the projection leaves out."""
     if plan is None:
-        from drn.plan import build_plan
+        from drn.pipeline.plan import build_plan
 
         plan = build_plan(params)
     costs = tuple(estimate(params, run) for run in plan.runs)

@@ -16,7 +16,7 @@ refuses punctuation), so they are the plan's run names unchanged.
 
 **Params.** Each stage tracks the settings that change its output: ``sources.NAME`` (fetch),
 ``downscaled.NAME`` (downscale), ``train.data.*`` and ``train.patch`` (prepare), the run's
-:attr:`drn.plan.Run.keys` present in params.yaml (train; DVC refuses a missing one), none
+:attr:`drn.pipeline.plan.Run.keys` present in params.yaml (train; DVC refuses a missing one), none
 (evaluate, summary: their commands say it all) and the whole of params.yaml (report: it prints
 params.yaml as used). A key DVC cannot address (a source name holding a ``.``, which DVC would
 read as nesting) is tracked by its parent.
@@ -33,15 +33,16 @@ from typing import Any
 
 import yaml
 
-from drn.config import source_path
-from drn.errors import UsageError
-from drn.plan import Evaluation, Plan, Run
-from drn.settings import settings_from_params, training_data
+from drn.core.errors import UsageError
+from drn.pipeline.params import source_path
+from drn.pipeline.plan import Evaluation, Plan, Run
+from drn.pipeline.settings import settings_from_params, training_data
 
 HEADER = """\
-# Generated from the params.yaml beside it by `drn plan --dvc > dvc.yaml` (drn/dvc_stages.py):
-# do not edit it by hand; run that again after changing params.yaml (a test fails while it is
-# stale). The same jobs as workflow/Snakefile, for `dvc repro` and `dvc exp run`.
+# Generated from the params.yaml beside it by `drn plan --dvc > dvc.yaml`
+# (drn/pipeline/dvc_stages.py): do not edit it by hand; run that again after changing params.yaml
+# (a test fails while it is stale). The same jobs as workflow/Snakefile, for `dvc repro` and
+# `dvc exp run`.
 """
 PREPARE_KEYS = ("train.data.hr", "train.data.lr_prefix", "train.data.cache", "train.patch")
 NOT_CACHED = {"cache": False}

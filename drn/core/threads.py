@@ -18,7 +18,8 @@ This module owns the thread policy of every ``drn`` command (nothing else sets t
   least one).
 * **Its use**: torch's intra-op pool gets the whole share; BLAS (OpenBLAS, MKL under numpy and
   scipy) runs single-threaded, because OpenBLAS busy-waits between calls and the many small
-  products of :mod:`drn.imresize` and :mod:`drn.metrics` gain little from two threads on a
+  products of :mod:`drn.protocol.resize` and :mod:`drn.protocol.metrics` gain little from two
+  threads on a
   quiet machine but lose many times over beside another busy process (docs/PERFORMANCE.md).
   CPU work that parallelises (the bicubic evaluation) runs ``image_workers()`` images at a time.
 * **Child processes** (torchrun ranks, loader workers, libraries loaded later) inherit the
@@ -39,7 +40,7 @@ from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, SourceFileLoader
 from types import ModuleType
 
-from drn.errors import UsageError
+from drn.core.errors import UsageError
 
 OVERRIDE = "DRN_NUM_THREADS"
 BLAS_THREADS = 1

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from drn.errors import UsageError
+from drn.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:
@@ -26,7 +29,7 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
     return params
 
 
-SCHEMA = Path(__file__).parent / "schemas" / "params.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 
 
 def validate_params(params: dict[str, Any], source: str | os.PathLike = "params.yaml") -> None:
@@ -114,6 +117,13 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
 def model_sizes(params: dict[str, Any], name: str) -> dict[str, Any]:
     """The sizes params.yaml overrides for model variant ``name`` (``models.<name>``; {}: none)."""
     return dict((params.get("models") or {}).get(name) or {})
+
+
+def build_from_params(params: dict[str, Any], name: str, scale: int) -> nn.Module:
+    """Build ``name`` with the sizes params.yaml overrides under ``models.<name>`` (if any)."""
+    from drn.models import build_model
+
+    return build_model(name, scale, **model_sizes(params, name))
 
 
 def source_path(params: dict[str, Any], name: str) -> Path:

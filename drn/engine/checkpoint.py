@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from drn.data import atomic_write
-from drn.errors import DataError, DrnError
+from drn.core.errors import DataError, DrnError
+from drn.core.images import atomic_write
 from drn.models import build_model
 
 FORMAT = "drn-repro-checkpoint"

@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drn.errors import UsageError
-from drn.settings import SETTING_KEYS, seeds_of
+from drn.core.errors import UsageError
+from drn.pipeline.settings import SETTING_KEYS, seeds_of
 
 ROLES = ("main", "ablation", "control")
 MAIN_GROUP = "table3"

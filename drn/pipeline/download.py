@@ -44,8 +44,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from drn.data import atomic_write
-from drn.errors import DataError, UsageError
+from drn.core.errors import DataError, UsageError
+from drn.core.images import atomic_write
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -210,7 +210,7 @@ def _check_member(archive: Path, name: str, is_link: bool) -> None:
 def _export_skimage(names: list[str], target: Path) -> None:
     import skimage
 
-    from drn.data import read_image, write_image
+    from drn.core.images import read_image, write_image
 
     folder = Path(skimage.__file__).parent / "data"
     for name in names:
@@ -220,8 +220,8 @@ def _export_skimage(names: list[str], target: Path) -> None:
 
 
 def _downscale(source: Path, scale: int, target: Path) -> None:
-    from drn.data import list_images, modcrop, read_image, write_image
-    from drn.imresize import imresize
+    from drn.core.images import list_images, modcrop, read_image, write_image
+    from drn.protocol.resize import imresize
 
     for path in list_images(source, str(source)):
         low = imresize(modcrop(read_image(path), scale), 1 / scale)

@@ -1,27 +1,9 @@
-"""Showing progress: the ``Progress`` hook of long loops, and the training run's reporter.
-
-* :data:`Progress` is what the loops over many images (building the training cache, scoring a
-  set) accept to show their progress: called with the items, their number and a description, it
-  returns an iterator over the same items. :func:`no_progress`, the default, shows nothing;
-  :mod:`drn.cli` passes a progress bar.
-* :class:`TrainingReporter` is ``drn train``'s console and the run's ``train.log``: a progress
-  bar on a terminal, plain periodic lines in batch jobs, and every line appended to the log.
-"""
+"""``drn train``'s console and the run's ``train.log``: :class:`TrainingReporter`."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
-Progress = Callable[[Iterable[T], int, str], Iterator[T]]
-
-
-def no_progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """The :data:`Progress` that shows nothing: ``iter(items)``."""
-    return iter(items)
 
 
 class TrainingReporter:

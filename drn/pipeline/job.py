@@ -1,7 +1,7 @@
 """One job of the workflow, attempt by attempt: the supervisor every rule's command runs under,
 and the record of attempts it keeps beside the job's log.
 
-    python -m drn.job --log LOG --attempt N [--memory-retries K] -- COMMAND ...
+    python -m drn.pipeline.job --log LOG --attempt N [--memory-retries K] -- COMMAND ...
 
 runs COMMAND with its output in LOG (truncated: the log holds the latest attempt), passes on
 SIGTERM, SIGUSR1 and SIGINT (Slurm's warning before a time limit or a preemption, Ctrl-C), waits,
@@ -424,7 +424,7 @@ def supervise(log: Path, attempt: int, command: Sequence[str], memory_retries: i
             child = subprocess.Popen(list(command), stdout=output, stderr=subprocess.STDOUT,
                                      preexec_fn=_in_child)  # fmt: skip
         except OSError as error:
-            print(f"drn.job: cannot run {command[0]}: {error}", file=output, flush=True)
+            print(f"drn.pipeline.job: cannot run {command[0]}: {error}", file=output, flush=True)
             returncode = 127
         else:
             for signum in pending:
@@ -456,11 +456,14 @@ def supervise(log: Path, attempt: int, command: Sequence[str], memory_retries: i
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv or argv.index("--") == len(argv) - 1:
-        print("usage: python -m drn.job --log LOG --attempt N [--memory-retries K] -- COMMAND...",
+        print("usage: python -m drn.pipeline.job --log LOG --attempt N [--memory-retries K] -- "
+              "COMMAND...",
               file=sys.stderr)  # fmt: skip
         return 2
     split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="python -m drn.job", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m drn.pipeline.job", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--log", type=Path, required=True, help="the job's log")
     parser.add_argument("--attempt", type=int, default=1, help="Snakemake's attempt (from 1)")
     parser.add_argument("--memory-retries", type=int, default=1,

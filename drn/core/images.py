@@ -1,8 +1,8 @@
 """Image files on disk: reading, atomic writing, listing folders, pairing files by name, modcrop.
 
 Pixels are handed around as uint8 numpy arrays, HxW for grayscale and HxWx3 for colour. Every
-failure names the file it concerns (:class:`~drn.errors.DataError`, or
-:class:`~drn.errors.UsageError` for a folder that is not there).
+failure names the file it concerns (:class:`~drn.core.errors.DataError`, or
+:class:`~drn.core.errors.UsageError` for a folder that is not there).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from drn.errors import DataError, UsageError
+from drn.core.errors import DataError, UsageError
 
 #: File suffixes Pillow can open (PDF and the like are save-only and excluded).
 IMAGE_SUFFIXES = frozenset(

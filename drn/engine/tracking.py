@@ -7,10 +7,11 @@ so every job of a cluster run can point at one server.
 Training (:class:`Tracker`): a run named as its run directory logs its resolved settings as
 params, metrics by step, tags (variant, scale, loss, git commit, data version, the plan's roles),
 its training and validation data as dataset inputs (digests: the data version of
-:mod:`drn.dataset`, and :func:`images_digest` of the validation images), its final checkpoint and
+:mod:`drn.engine.dataset`, and :func:`images_digest` of the validation images), its final checkpoint
+and
 a few SR samples as artifacts, and the model through ``mlflow.pytorch`` with a signature. Its
 model.pt records the run ID and the store (:meth:`Tracker.record`; a relative sqlite path made
-absolute), see :mod:`drn.checkpoint`.
+absolute), see :mod:`drn.engine.checkpoint`.
 
 Evaluation (:func:`evaluated_run`, :func:`log_evaluation`): ``drn evaluate`` adds its scores to
 the run that trained the checkpoint, as ``{dataset}_x{scale}_psnr`` and ``..._ssim`` (``_ensemble``
@@ -43,10 +44,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from drn.errors import DataError, UsageError
+from drn.core.errors import DataError, UsageError
 
 if TYPE_CHECKING:
-    from drn.evaluate import SetScore
+    from drn.protocol.scoring import SetScore
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # artifact folder of the final checkpoint
 
@@ -280,9 +281,10 @@ class EvaluatedRun:
 def evaluated_run(model: str) -> EvaluatedRun:
     """The run that trained ``model`` (``drn evaluate --model``: a checkpoint file or an MLflow
     URI). ``runs:/ID/...`` names run ID, in the store it is fetched from; a file (or a fetched
-    checkpoint) names its run in its ``mlflow`` record (:mod:`drn.checkpoint`), and its store:
+    checkpoint) names its run in its ``mlflow`` record (:mod:`drn.engine.checkpoint`), and its
+    store:
     used unless ``MLFLOW_TRACKING_URI`` is set."""
-    from drn.checkpoint import mlflow_record
+    from drn.engine.checkpoint import mlflow_record
 
     if model.startswith("runs:/") and not Path(model).is_file():
         import mlflow

@@ -5,15 +5,18 @@ Two entry points share one result type and one JSON format:
 * :func:`score_folders` scores a folder of SR images (any method's) against a folder of HR images;
 * :func:`evaluate_bicubic` makes the literature's bicubic baseline: HR cropped to a multiple of
   the scale, LR = imresize(HR, 1/s) on uint8 (:func:`lr_of`), SR = imresize(LR, s), scored the
-  same way (:func:`score_image`); :func:`evaluate_model` scores a model's SR of the same LR.
+  same way (:func:`score_image`); :func:`score_super_resolution` scores any method's SR of the
+  same LR (a model's: :func:`drn.engine.inference.evaluate_model`).
 
-Training's validation (:mod:`drn.train`) scores through :func:`lr_of` and :func:`score_image` too.
+Training's validation (:mod:`drn.engine.train`) scores through :func:`lr_of` and :func:`score_image`
+too.
 
 The JSON written by :func:`write_json` is ``{"scale", "shave", "dataset", "model",
 "mlflow_run_id", "self_ensemble", "psnr", "ssim", "images": [{"name", "psnr", "ssim"}]}``
 (plus ``psnr_rgb`` everywhere when RGB PSNR was asked for). ``mlflow_run_id`` is the MLflow run
 that trained the evaluated checkpoint (``null`` for bicubic, scored folders and checkpoints that
-record no run), whether or not the scores were logged to it (:mod:`drn.tracking`). An infinite
+record no run), whether or not the scores were logged to it (:mod:`drn.engine.tracking`). An
+infinite
 PSNR (identical images) is written as ``null``.
 """
 
@@ -30,15 +33,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from drn.data import atomic_write, list_images, modcrop, pair_images, read_image, write_image
-from drn.errors import DataError
-from drn.imresize import imresize
-from drn.metrics import luma, psnr, shave, ssim
-from drn.progress import Progress, no_progress
-from drn.threads import image_workers
+from drn.core.errors import DataError
+from drn.core.images import atomic_write, list_images, modcrop, pair_images, read_image, write_image
+from drn.core.progress import Progress, no_progress
+from drn.core.threads import image_workers
+from drn.protocol.metrics import luma, psnr, shave, ssim
+from drn.protocol.resize import imresize
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -167,7 +170,7 @@ def score_folders(
     workers: int | None = None,
 ) -> SetScore:
     """Score every SR image of ``sr_dir`` against its HR image in ``hr_dir`` (matched by name),
-    ``workers`` images at a time (default: :func:`drn.threads.image_workers`)."""
+    ``workers`` images at a time (default: :func:`drn.core.threads.image_workers`)."""
     border = scale if shave_border is None else shave_border
     pairs = pair_images(list_images(sr_dir, "--sr"), list_images(hr_dir, "--hr"))
 
@@ -203,7 +206,7 @@ def bicubic_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, imresize(lr, scale)
 
 
-def _score_super_resolution(
+def score_super_resolution(
     hr_dir: str | os.PathLike,
     scale: int,
     super_resolve_lr: Callable[[np.ndarray], np.ndarray],
@@ -246,35 +249,12 @@ def evaluate_bicubic(
     workers: int | None = None,
 ) -> SetScore:
     """Score bicubic SR of every image of ``hr_dir``, ``workers`` images at a time (default:
-    :func:`drn.threads.image_workers`); optionally save the SR images as PNG."""
-    border, scores = _score_super_resolution(
+    :func:`drn.core.threads.image_workers`); optionally save the SR images as PNG."""
+    border, scores = score_super_resolution(
         hr_dir, scale, lambda lr: imresize(lr, scale), shave_border, rgb, save_sr, progress,
         "bicubic", image_workers() if workers is None else workers,
     )  # fmt: skip
     return SetScore(scale, border, scores, dataset=Path(hr_dir).name, model="bicubic")
-
-
-def evaluate_model(
-    model: torch.nn.Module,
-    hr_dir: str | os.PathLike,
-    scale: int,
-    device: torch.device | str = "cpu",
-    self_ensemble: bool = False,
-    tile: int | None = 256,
-    shave_border: int | None = None,
-    rgb: bool = False,
-    save_sr: str | os.PathLike | None = None,
-    progress: Progress = no_progress,
-) -> SetScore:
-    """Score a model's SR of every image of ``hr_dir`` (grayscale runs as three equal channels)."""
-    from drn.inference import upscale_image
-
-    name = getattr(model, "variant", "model")
-    border, scores = _score_super_resolution(
-        hr_dir, scale, lambda lr: upscale_image(model, lr, scale, device, tile, self_ensemble),
-        shave_border, rgb, save_sr, progress, name,
-    )  # fmt: skip
-    return SetScore(scale, border, scores, Path(hr_dir).name, name, self_ensemble)
 
 
 def write_json(score: SetScore, path: str | os.PathLike) -> None:

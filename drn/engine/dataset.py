@@ -1,7 +1,8 @@
 """Training data: paired HR/LR images, a decoded uint8 cache, and random aligned patches.
 
 * Pairs: the official bicubic LR images when a folder of them is given and exists, otherwise LR
-  made with :func:`drn.imresize.imresize` from the HR image cropped to a multiple of the scale.
+  made with :func:`drn.protocol.resize.imresize` from the HR image cropped to a multiple of the
+  scale.
 * Cache: every pair is decoded once into uint8 ``.npy`` files that workers memory-map, so PNG
   decoding never starves a GPU. ``manifest.json`` records each source file's size and mtime; a
   changed source is decoded again, an unchanged one never.
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from drn.data import atomic_write, list_images, modcrop, pair_images, read_image
-from drn.errors import DataError
-from drn.imresize import imresize
-from drn.progress import Progress, no_progress
+from drn.core.errors import DataError
+from drn.core.images import atomic_write, list_images, modcrop, pair_images, read_image
+from drn.core.progress import Progress, no_progress
+from drn.protocol.resize import imresize
 
 CACHE_VERSION = 1
 

@@ -1,0 +1,5 @@
+"""The ``drn`` subcommands, one module each: its arguments (``add_parser``) and its run (``run``).
+
+May import: every other ``drn`` package (inside ``run``, so that ``drn --help`` and the parser
+load no torch). :mod:`drn.cli` only assembles these modules.
+"""

@@ -1,0 +1,14 @@
+"""The training and inference engine: one model, one run, on one machine or a node's GPUs.
+
+Owns: :mod:`~drn.engine.settings` (what a run depends on: ``TrainSettings``; no torch),
+:mod:`~drn.engine.train` (the paper's recipe, resumable, preemption-safe, multi-GPU),
+:mod:`~drn.engine.dataset` (the decoded cache and the patches, a pure function of seed and step),
+:mod:`~drn.engine.checkpoint` (checkpoint files, written atomically, loaded safely),
+:mod:`~drn.engine.inference` (whole images: tiles, self-ensemble; a model's protocol scores),
+:mod:`~drn.engine.tracking` (MLflow: runs, their evaluations, weights fetched back),
+:mod:`~drn.engine.reporter` (a training run's console and ``train.log``).
+
+May import: :mod:`drn.core`, :mod:`drn.protocol`, :mod:`drn.models`, torch, MLflow. Never
+params.yaml: a run's settings arrive resolved. This ``__init__`` imports nothing (the pipeline
+reads :mod:`~drn.engine.settings` without torch).
+"""
