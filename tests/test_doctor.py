@@ -21,8 +21,26 @@ from conftest import REPO
 from slurm_cluster import running_cluster
 
 from drn.cli import main
-from drn.doctor import checklist as doctor
-from drn.doctor.checklist import FAIL, OK, SKIP, WARN, Answer, Cluster, Profile, Request
+from drn.doctor import checklist
+from drn.doctor.attempts import check_attempts, last_attempts
+from drn.doctor.checklist import check_plan, exit_code, render
+from drn.doctor.environment import check_torch, check_tracking, shared_path
+from drn.doctor.profile import Profile, Request, gres_gpus, load_profile, requests
+from drn.doctor.result import FAIL, OK, SKIP, WARN, Answer, Result, command
+from drn.doctor.slurm import (
+    Cluster,
+    check_account,
+    check_partition,
+    check_request,
+    check_status_command,
+    check_time_limit,
+    node_gpus,
+    parse_record,
+    read_cluster,
+    slurm_checks,
+    slurm_minutes,
+)
+from drn.doctor.storage import check_disk, check_sources, disk_needs, filesystem
 from drn.pipeline.params import load_params
 from drn.pipeline.plan import build_plan
 
@@ -77,7 +95,7 @@ class FakeSlurm:
 
 
 def cluster() -> Cluster:
-    found, result = doctor.read_cluster(FakeSlurm())
+    found, result = read_cluster(FakeSlurm())
     assert result.status == OK, result
     return found
 
@@ -96,7 +114,7 @@ def paper_params() -> dict:
 
 
 def test_scontrol_records_keep_values_with_spaces():
-    record = doctor.parse_record(NODES.splitlines()[0])
+    record = parse_record(NODES.splitlines()[0])
     assert record["OS"] == "Linux 5.14.0 #1 SMP PREEMPT_DYNAMIC"
     assert record["RealMemory"] == "256000" and record["Gres"] == "gpu:a100:4(S:0-1)"
 
@@ -107,17 +125,17 @@ def test_scontrol_records_keep_values_with_spaces():
      ("1-00:00:00", 1440), ("2-12", 3600), ("1-01:30", 1530)],
 )  # fmt: skip
 def test_slurm_times_in_minutes(text, minutes):
-    assert doctor.slurm_minutes(text) == minutes
+    assert slurm_minutes(text) == minutes
 
 
 def test_gpus_of_a_node_and_of_a_gres_request():
-    assert doctor.node_gpus("gpu:a100:4(S:0,1),gpu:v100:2,shard:8") == {"a100": 4, "v100": 2}
-    assert doctor.node_gpus("gpu:2") == {None: 2}
-    assert doctor.node_gpus("(null)") == {}
-    assert doctor.gres_gpus("gpu:a100:2") == (2, "a100")
-    assert doctor.gres_gpus("gpu:3") == (3, None)
-    assert doctor.gres_gpus("gpu") == (1, None)
-    assert doctor.gres_gpus("shard:2") == (0, None)
+    assert node_gpus("gpu:a100:4(S:0,1),gpu:v100:2,shard:8") == {"a100": 4, "v100": 2}
+    assert node_gpus("gpu:2") == {None: 2}
+    assert node_gpus("(null)") == {}
+    assert gres_gpus("gpu:a100:2") == (2, "a100")
+    assert gres_gpus("gpu:3") == (3, None)
+    assert gres_gpus("gpu") == (1, None)
+    assert gres_gpus("shard:2") == (0, None)
 
 
 def test_a_hanging_command_is_a_finding_not_a_hang(tmp_path):
@@ -125,21 +143,21 @@ def test_a_hanging_command_is_a_finding_not_a_hang(tmp_path):
     script.write_text("#!/bin/sh\nsleep 30 &\nsleep 30\n")  # and a child holding the pipes
     script.chmod(0o755)
     started = time.monotonic()
-    answer = doctor.command([str(script)], timeout=0.5)
+    answer = command([str(script)], timeout=0.5)
     assert time.monotonic() - started < 5
     assert answer.timed_out and not answer.ok and "did not answer within 0.5 s" in answer.why()
-    missing = doctor.command(["drn-no-such-command"])
+    missing = command(["drn-no-such-command"])
     assert missing.missing and "command not found" in missing.why()
 
 
 def test_the_profile_and_the_command_line_options():
     profile_dir = REPO / "workflow/profiles/slurm"
-    profile = doctor.load_profile(profile_dir, ["slurm_partition=gpu", "slurm_account='proj'"])
+    profile = load_profile(profile_dir, ["slurm_partition=gpu", "slurm_account='proj'"])
     assert profile.executor == "slurm" and profile.status_command == "sacct"
     assert profile.resources == {"slurm_partition": "gpu", "slurm_account": "proj"}
     assert profile.retries == 3
-    assert doctor.load_profile(profile_dir, [], "squeue").status_command == "squeue"
-    local = doctor.load_profile(REPO / "workflow/profiles/local")
+    assert load_profile(profile_dir, [], "squeue").status_command == "squeue"
+    local = load_profile(REPO / "workflow/profiles/local")
     assert local.executor == "local"
 
 
@@ -148,8 +166,8 @@ def test_set_resources_of_a_rule_override_the_defaults(tmp_path):
         "executor": "slurm", "default-resources": ["slurm_partition=gpu"],
         "set-resources": {"prepare": {"slurm_partition": "short"}},
     }))  # fmt: skip
-    profile = doctor.load_profile(tmp_path)
-    kinds = {r.kind: r for r in doctor.requests(paper_params(), profile)}
+    profile = load_profile(tmp_path)
+    kinds = {r.kind: r for r in requests(paper_params(), profile)}
     assert kinds["prepare"].partition == "short" and kinds["train"].partition == "gpu"
 
 
@@ -157,7 +175,7 @@ def test_requests_are_the_workflows():
     params = paper_params()
     params["resources"]["train"].update(gpu=2, gpu_model="a100")
     params["resources"]["evaluate"]["gpu"] = 0
-    kinds = {r.kind: r for r in doctor.requests(params, Profile(None, "slurm"))}
+    kinds = {r.kind: r for r in requests(params, Profile(None, "slurm"))}
     assert kinds["train"].sbatch_options()[2:] == ["--gpus=a100:2", "--cpus-per-gpu=8"]
     assert kinds["train"].cpus == 16
     # gpu: 0 makes a GPU job a CPU job with cpus_per_gpu CPUs, as common.smk's gpu_job does
@@ -170,91 +188,89 @@ def test_requests_are_the_workflows():
 
 def test_no_slurm_here_skips_the_slurm_checks():
     params = paper_params()
-    results, found = doctor.slurm_checks(params, Profile(None, "local"), FakeSlurm(), "/bin/x")
+    results, found = slurm_checks(params, Profile(None, "local"), FakeSlurm(), "/bin/x")
     assert found is None and [r.status for r in results] == [SKIP]
     assert "no Slurm here" in results[0].found
-    results, _ = doctor.slurm_checks(params, Profile(None, "slurm"), FakeSlurm(), None)
+    results, _ = slurm_checks(params, Profile(None, "slurm"), FakeSlurm(), None)
     assert results[0].status == SKIP and "no Slurm here" in results[0].found
 
 
 def test_an_unreachable_controller_fails_with_its_fix():
     fake = FakeSlurm(sinfo=(1, "sinfo: error: Unable to contact slurm controller"))
-    found, result = doctor.read_cluster(fake)
+    found, result = read_cluster(fake)
     assert found is None and result.status == FAIL
     assert "Unable to contact" in result.found and "login node" in result.fix
 
 
 def test_a_missing_partition_fails_naming_those_there_are():
-    result = doctor.check_partition(
-        cluster(), Profile(Path("p"), "slurm", {"slurm_partition": "a100"})
-    )
+    result = check_partition(cluster(), Profile(Path("p"), "slurm", {"slurm_partition": "a100"}))
     assert result.status == FAIL and "'a100' does not exist" in result.found
     assert "gpu (default), short" in result.found
     assert "slurm_partition=NAME" in result.fix and "gpu, short" in result.fix
-    default = doctor.check_partition(cluster(), Profile(Path("p"), "slurm"))
+    default = check_partition(cluster(), Profile(Path("p"), "slurm"))
     assert default.status == OK and "gpu (none given: the default)" in default.found
 
 
 def test_a_missing_partition_of_one_rule_fails_its_jobs_checks():
     profile = Profile(Path("p"), "slurm", {"slurm_partition": "gpu"},
                       {"prepare": {"slurm_partition": "bigmem"}})  # fmt: skip
-    kinds = {r.kind: r for r in doctor.requests(paper_params(), profile)}
-    result = doctor.check_request(cluster(), kinds["prepare"], FakeSlurm(), "gpu")
+    kinds = {r.kind: r for r in requests(paper_params(), profile)}
+    result = check_request(cluster(), kinds["prepare"], FakeSlurm(), "gpu")
     assert result.status == FAIL and "'bigmem' of the profile's set-resources" in result.found
-    assert doctor.check_time_limit(cluster(), kinds["prepare"], 3, "gpu").status == FAIL
+    assert check_time_limit(cluster(), kinds["prepare"], 3, "gpu").status == FAIL
     given = Profile(Path("p"), "slurm", {"slurm_partition": "a100"})
-    train = doctor.requests(paper_params(), given)[0]
-    assert doctor.check_request(cluster(), train, FakeSlurm(), "a100").status == SKIP
+    train = requests(paper_params(), given)[0]
+    assert check_request(cluster(), train, FakeSlurm(), "a100").status == SKIP
 
 
 def test_a_partition_closed_to_the_users_groups_fails():
     found = cluster()
     found.partitions["gpu"]["AllowGroups"] = "no-such-group-here"
-    result = doctor.check_partition(found, Profile(Path("p"), "slurm"))
+    result = check_partition(found, Profile(Path("p"), "slurm"))
     assert result.status == FAIL and "takes the groups no-such-group-here" in result.found
 
 
 def test_the_account_is_one_of_the_users():
     profile = Profile(Path("p"), "slurm", {"slurm_account": "nope"})
-    result = doctor.check_account(cluster(), profile, FakeSlurm())
+    result = check_account(cluster(), profile, FakeSlurm())
     assert result.status == FAIL and "nope is not one of" in result.found
     assert "slurm_account=other" in result.fix
     given = Profile(Path("p"), "slurm", {"slurm_account": "proj"})
-    assert doctor.check_account(cluster(), given, FakeSlurm()).status == OK
-    none = doctor.check_account(cluster(), Profile(Path("p"), "slurm"), FakeSlurm())
+    assert check_account(cluster(), given, FakeSlurm()).status == OK
+    none = check_account(cluster(), Profile(Path("p"), "slurm"), FakeSlurm())
     assert none.status == WARN and "slurm_account=other" in none.fix
     # the plugin refuses an account it cannot check: neither sacctmgr nor sshare answers
     broken = FakeSlurm(sacctmgr=(1, "no accounting"), sshare=(1, "no accounting"))
-    result = doctor.check_account(cluster(), given, broken)
+    result = check_account(cluster(), given, broken)
     assert result.status == FAIL and "refuses to submit" in result.found
 
 
 def test_a_gpu_request_no_node_has_fails_with_what_the_nodes_have():
     fake = FakeSlurm()
-    result = doctor.check_request(cluster(), request(gpus=8), fake)
+    result = check_request(cluster(), request(gpus=8), fake)
     assert result.status == FAIL
     assert "g1 lacks 8 GPUs (has 4)" in result.found and "g2 lacks 8 GPUs (has 2)" in result.found
     assert "resources.train.{gpu, gpu_model, cpus_per_gpu, mem_mb}" in result.fix
-    model = doctor.check_request(cluster(), request(gpu_model="h100"), fake)
+    model = check_request(cluster(), request(gpu_model="h100"), fake)
     assert model.status == FAIL and "1 h100 GPU (has 0)" in model.found
     assert not any(c[:2] == ["sbatch", "--test-only"] for c in fake.calls)
 
 
 def test_a_request_that_fits_is_tried_with_sbatch_test_only():
     fake = FakeSlurm()
-    result = doctor.check_request(cluster(), request(gpus=2, gpu_model="v100", cpus=16), fake)
+    result = check_request(cluster(), request(gpus=2, gpu_model="v100", cpus=16), fake)
     assert result.status == OK and "fits 1 of 2 node(s) of gpu (e.g. g2:" in result.found
     tried = [c for c in fake.calls if c[:2] == ["sbatch", "--test-only"]]
     assert "--gpus=v100:2" in tried[0] and "--time=1440" in tried[0]
     refused = FakeSlurm(sbatch=(1, "sbatch: error: Batch job submission failed: Invalid qos"))
-    result = doctor.check_request(cluster(), request(), refused)
+    result = check_request(cluster(), request(), refused)
     assert result.status == FAIL and "Invalid qos" in result.found
 
 
 def test_a_cpu_job_too_big_for_the_nodes_names_a_partition_that_fits():
     found = cluster()
     big = request(kind="prepare", gpus=0, cpus=24, cpus_per_gpu=None, partition="short", mem_mb=1)
-    result = doctor.check_request(found, big, FakeSlurm())
+    result = check_request(found, big, FakeSlurm())
     assert result.status == FAIL and "c1 lacks 24 CPUs (has 16)" in result.found
     assert "use a partition whose nodes fit: gpu" in result.fix
 
@@ -262,26 +278,26 @@ def test_a_cpu_job_too_big_for_the_nodes_names_a_partition_that_fits():
 def test_gpus_on_a_cluster_without_cons_tres_fail():
     found = cluster()
     found.config["SelectType"] = "select/cons_res"
-    result = doctor.check_request(found, request(), FakeSlurm())
+    result = check_request(found, request(), FakeSlurm())
     assert result.status == FAIL and "select/cons_res" in result.found and "gres" in result.found
 
 
 def test_a_runtime_above_the_partitions_max_time_fails():
-    result = doctor.check_time_limit(cluster(), request(runtime=180, partition="short"), 3)
+    result = check_time_limit(cluster(), request(runtime=180, partition="short"), 3)
     assert result.status == FAIL and "above partition short's MaxTime 02:00:00" in result.found
     assert "resources.train.runtime to at most 120" in result.fix
     assert "retries, now 3" in result.fix and "longer MaxTime: gpu" in result.fix
-    assert doctor.check_time_limit(cluster(), request(), 3).status == OK
+    assert check_time_limit(cluster(), request(), 3).status == OK
 
 
 def test_sacct_that_hangs_fails_with_the_squeue_line():
     profile = Profile(Path("prof"), "slurm", status_command="sacct")
-    result = doctor.check_status_command(cluster(), profile, FakeSlurm(sacct="timeout"))
+    result = check_status_command(cluster(), profile, FakeSlurm(sacct="timeout"))
     assert result.status == FAIL and "did not answer within 10 s" in result.found
     assert "`--slurm-status-command squeue`" in result.fix and "MinJobAge" in result.fix
     assert "slurm-status-command: squeue` to prof/config.yaml" in result.fix
     squeue = Profile(Path("prof"), "slurm", status_command="squeue")
-    short = doctor.check_status_command(cluster(), squeue, FakeSlurm())
+    short = check_status_command(cluster(), squeue, FakeSlurm())
     assert short.status == WARN and "MinJobAge is 300 s" in short.found
 
 
@@ -296,45 +312,45 @@ lustre@o2ib:/fs /lustre lustre rw 0 0
 
 
 def fake_fs(path):
-    return doctor.filesystem(path, MOUNTS)
+    return filesystem(path, MOUNTS)
 
 
 def test_file_systems_from_the_mount_table():
-    assert doctor.filesystem("/home/me/project/x", MOUNTS) == ("/home", "nfs4")
-    assert doctor.filesystem("/lustre/a/b", MOUNTS) == ("/lustre", "lustre")
-    assert doctor.filesystem("/opt/x", MOUNTS) == ("/", "ext4")
+    assert filesystem("/home/me/project/x", MOUNTS) == ("/home", "nfs4")
+    assert filesystem("/lustre/a/b", MOUNTS) == ("/lustre", "lustre")
+    assert filesystem("/opt/x", MOUNTS) == ("/", "ext4")
 
 
 def test_an_environment_the_nodes_cannot_see_is_a_warning():
     remote = cluster()
-    venv = doctor.shared_path("env.python", "venv", Path("/tmp/venv"), remote, True, fake_fs)
+    venv = shared_path("env.python", "venv", Path("/tmp/venv"), remote, True, fake_fs)
     assert venv.status == WARN and "node-local" in venv.found and "--probe" in venv.fix
-    local = doctor.shared_path("env.python", "venv", Path("/opt/venv"), remote, True, fake_fs)
+    local = shared_path("env.python", "venv", Path("/opt/venv"), remote, True, fake_fs)
     assert local.status == WARN and "local disk" in local.found
-    shared = doctor.shared_path("env.python", "venv", Path("/home/me/.venv"), remote, True, fake_fs)
+    shared = shared_path("env.python", "venv", Path("/home/me/.venv"), remote, True, fake_fs)
     assert shared.status == OK and "shared" in shared.found
-    workstation = doctor.shared_path("env.python", "venv", Path("/tmp/v"), None, False, fake_fs)
+    workstation = shared_path("env.python", "venv", Path("/tmp/v"), None, False, fake_fs)
     assert workstation.status == OK
 
 
 def test_a_cpu_torch_for_gpu_jobs_fails():
-    result = doctor.check_torch([request()], ("2.13.0+cpu", None))
+    result = check_torch([request()], ("2.13.0+cpu", None))
     assert result.status == FAIL and "CPU build" in result.found and "CUDA" in result.fix
-    assert doctor.check_torch([request()], ("2.13.0", "12.8")).status == OK
-    assert doctor.check_torch([request(gpus=0)], ("2.13.0+cpu", None)).status == OK
-    assert doctor.check_torch([], (None, None)).status == FAIL
+    assert check_torch([request()], ("2.13.0", "12.8")).status == OK
+    assert check_torch([request(gpus=0)], ("2.13.0+cpu", None)).status == OK
+    assert check_torch([], (None, None)).status == FAIL
 
 
 def test_sqlite_on_a_network_file_system_fails_with_the_server_recipe(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = paper_params()
     params["tracking"]["uri"] = "sqlite:////lustre/project/mlflow.db"
-    result = doctor.check_tracking(params, True, cluster(), fake_fs)
+    result = check_tracking(params, True, cluster(), fake_fs)
     assert result.status == FAIL and "lustre" in result.found and "mlflow server" in result.fix
     params["tracking"]["uri"] = "sqlite:////home/me/mlflow.db"
-    assert doctor.check_tracking(params, True, cluster(), fake_fs).status == FAIL  # nfs4
+    assert check_tracking(params, True, cluster(), fake_fs).status == FAIL  # nfs4
     params["tracking"]["uri"] = "sqlite:///mlflow.db"
-    assert doctor.check_tracking(params, False, None, fake_fs).status == OK
+    assert check_tracking(params, False, None, fake_fs).status == OK
 
 
 def free_port() -> int:
@@ -347,7 +363,7 @@ def test_a_tracking_server_must_answer(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = paper_params()
     params["tracking"]["uri"] = f"http://127.0.0.1:{free_port()}"
-    result = doctor.check_tracking(params, False, None)
+    result = check_tracking(params, False, None)
     assert result.status == FAIL and "cannot be reached" in result.found
     assert "mlflow server --host" in result.fix
 
@@ -363,12 +379,12 @@ def test_a_tracking_server_must_answer(monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         params["tracking"]["uri"] = f"http://127.0.0.1:{server.server_port}"
-        assert doctor.check_tracking(params, False, None).status == OK
+        assert check_tracking(params, False, None).status == OK
         # answered here, but a compute node's 127.0.0.1 is the node itself
-        remote = doctor.check_tracking(params, True, cluster())
+        remote = check_tracking(params, True, cluster())
         assert remote.status == FAIL and "node itself" in remote.found
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
-        assert doctor.check_tracking(params, False, None).status == FAIL  # the variable wins
+        assert check_tracking(params, False, None).status == FAIL  # the variable wins
     finally:
         server.shutdown()
 
@@ -377,7 +393,7 @@ def test_sources_present_fetchable_or_the_key_to_set(tmp_path):
     params = paper_params()
     params["paths"]["data"] = str(tmp_path)
     shutil.copytree(REPO / "tests/data/Set5", tmp_path / "Set5")
-    results = {r.name: r for r in doctor.check_sources(params, build_plan(params))}
+    results = {r.name: r for r in check_sources(params, build_plan(params))}
     assert results["data.Set5"].status == OK and "present" in results["data.Set5"].found
     assert results["data.DIV2K_train_HR"].status == OK
     assert "not checked: --online" in results["data.DIV2K_train_HR"].found
@@ -387,7 +403,7 @@ def test_sources_present_fetchable_or_the_key_to_set(tmp_path):
     def offline(url):
         return None, None, "Name or service not known"
 
-    online = doctor.check_sources(params, build_plan(params), True, offline)
+    online = check_sources(params, build_plan(params), True, offline)
     div2k = next(r for r in online if r.name == "data.DIV2K_train_HR")
     assert div2k.status == FAIL and "Name or service not known" in div2k.found
     assert "set sources.DIV2K_train_HR to {local: /path/to/DIV2K_train_HR.zip" in div2k.fix
@@ -398,7 +414,7 @@ def test_the_disk_needs_of_the_paper_with_their_numbers(tmp_path, monkeypatch):
     params = paper_params()
     params["sources"]["Manga109"] = {"local": str(REPO / "tests/data/Set5")}
     plan = build_plan(params)
-    needs = doctor.disk_needs(params, plan, weights=lambda p, v, s: 1_000_000)
+    needs = disk_needs(params, plan, weights=lambda p, v, s: 1_000_000)
     by_what = {n.what: n for n in needs}
     assert by_what["DIV2K_train_HR.zip"].bytes == 3_530_603_713  # exact: its sha256 is known
     assert by_what["benchmark.tar"].approximate.startswith("EDSR's benchmark.tar")
@@ -407,16 +423,16 @@ def test_the_disk_needs_of_the_paper_with_their_numbers(tmp_path, monkeypatch):
     assert "800 DIV2K images" in cache.approximate
     checkpoints = [n.bytes for n in needs if n.kind == "checkpoints"]
     assert checkpoints == [5_000_000] * len(plan.runs)  # model, best, last with Adam's moments
-    results = doctor.check_disk(needs, free=lambda path: 10**9)
+    results = check_disk(needs, free=lambda path: 10**9)
     assert [r.status for r in results] == [FAIL]
     assert "1.0 GB free" in results[0].found and "decoded cache" in results[0].found
     assert "move paths.data" in results[0].fix
-    assert doctor.check_disk(needs, free=lambda path: 10**12)[0].status == OK
+    assert check_disk(needs, free=lambda path: 10**12)[0].status == OK
 
 
 def test_the_plan_without_a_cost_projection_shows_iterations():
     params = paper_params()
-    result = doctor.check_plan(params, build_plan(params), None, "no GPU-hour projection here")
+    result = check_plan(params, build_plan(params), None, "no GPU-hour projection here")
     assert result.status == OK and "iterations" in result.found
     assert "no GPU-hour projection here" in result.found
 
@@ -425,17 +441,17 @@ def test_retries_that_cannot_cover_a_training_are_a_warning():
     params = paper_params()
 
     cost = SimpleNamespace(runs=[SimpleNamespace(run="drn_x2", hours=30.0)])
-    result = doctor.check_attempts(params, cost, Profile(Path("prof"), "slurm", retries=0))
+    result = check_attempts(params, cost, Profile(Path("prof"), "slurm", retries=0))
     assert result.status == WARN and "about 2 attempt(s)" in result.found
     assert "retries: 1 or more in prof/config.yaml" in result.fix
 
 
 def test_the_text_has_a_fix_under_each_miss():
-    results = [doctor.Result("a", OK, "fine"), doctor.Result("b", FAIL, "broken", "mend it")]
-    lines = doctor.render(results, "params.yaml", Profile(None, "local"))
+    results = [Result("a", OK, "fine"), Result("b", FAIL, "broken", "mend it")]
+    lines = render(results, "params.yaml", Profile(None, "local"))
     assert lines[2].startswith("FAIL  b  broken") and lines[3].endswith("fix: mend it")
     assert lines[-1] == "2 checks: 1 ok, 0 warnings, 1 failed, 0 skipped"
-    assert doctor.exit_code(results) == 1 and doctor.exit_code(results[:1]) == 0
+    assert exit_code(results) == 1 and exit_code(results[:1]) == 0
 
 
 def test_drn_doctor_json_parses_on_a_workstation(tmp_path, monkeypatch, capsys):
@@ -443,7 +459,7 @@ def test_drn_doctor_json_parses_on_a_workstation(tmp_path, monkeypatch, capsys):
     params["sources"]["Set5"] = {"local": str(REPO / "tests/data/Set5")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(doctor, "plan_cost", lambda params, plan: (None, "no projection"))
+    monkeypatch.setattr(checklist, "plan_cost", lambda params, plan: (None, "no projection"))
     code = main(["doctor", "--profile", str(REPO / "workflow/profiles/local"), "--json"])
     results = json.loads(capsys.readouterr().out)
     assert code == 0, results
@@ -478,7 +494,7 @@ def test_last_lists_the_jobs_whose_last_attempt_failed(tmp_path, monkeypatch, ca
         json.dumps({"attempt": 1, "cause": "running", "exit_code": None}) + "\n"
     )
     (logs / "evaluate/bicubic_x2_Set5.attempts.jsonl").write_text(json.dumps([1, 2]) + "\n")
-    attempts = doctor.last_attempts(tmp_path / "results")
+    attempts = last_attempts(tmp_path / "results")
     assert [(a.job, a.attempt, a.failed, a.running) for a in attempts] == [
         ("train/drn_x2", 2, True, False), ("train/drn_x3", 1, False, False),
         ("train/drn_x4", 1, False, True),
