@@ -207,3 +207,97 @@ def test_every_job_of_the_paper_dag_runs_with_the_cpus_it_asks_the_scheduler_for
         checked.add(rule.group(1))
     assert checked == {"fetch", "evaluate_bicubic", "prepare", "train", "evaluate", "summary",
                        "report"}  # fmt: skip
+
+
+# --- a library caller: a plain script, no drn command ------------------------------------------
+
+# A script that chose two BLAS threads for its own work calls drn's public functions; the spies
+# record the BLAS threads while they compute, then the script reads its own setting back.
+LIBRARY_CALLER = """
+import json
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+import drn
+from drn.protocol import metrics, resize
+
+def blas():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+seen = {}
+window, rows = metrics.gaussian_window, resize._resize_rows
+metrics.gaussian_window = lambda: seen.setdefault("ssim", blas()) and window()
+resize._resize_rows = lambda *a: seen.setdefault("imresize", blas()) and rows(*a)
+threadpool_limits(limits=2, user_api="blas")
+image = np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)
+drn.ssim(image, drn.imresize(drn.imresize(image, 0.5), 2))
+print(json.dumps({**seen, "after": blas()}))
+"""
+
+
+def test_a_library_caller_gets_one_blas_thread_during_each_call_and_its_own_setting_after():
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    done = subprocess.run([sys.executable, "-c", LIBRARY_CALLER], env=env, capture_output=True,
+                          text=True, cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"ssim": [1], "imresize": [1], "after": [2]}
+
+
+# Two threads call drn at once, in a process whose main thread never set BLAS threads (OpenBLAS
+# ignores a count set from another thread once the main thread has set one: README, "Library").
+SIDE_BY_SIDE = """
+import json, threading
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+from drn.core import threads
+
+def blas():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+def in_thread(function):
+    worker = threading.Thread(target=function)
+    worker.start()
+    return worker
+
+in_thread(lambda: threadpool_limits(limits=2, user_api="blas")).join()  # the caller's setting
+entered, first_may_leave, first_left, second_may_leave = (threading.Event() for _ in range(4))
+seen = {}
+
+@threads.blas_policy
+def first():
+    entered.wait()
+    first_may_leave.wait()
+
+@threads.blas_policy
+def second():
+    entered.set()
+    first_may_leave.set()
+    first_left.wait()
+    seen["while the second runs alone"] = blas()
+    second_may_leave.set()
+
+one, two = in_thread(first), in_thread(second)
+one.join()
+first_left.set()
+two.join()
+seen["after both"] = blas()
+print(json.dumps(seen))
+"""
+
+
+def test_calls_side_by_side_keep_one_blas_thread_until_the_last_returns():
+    """Threads scoring images at once: the first call to return must not restore two BLAS
+    threads under the one still running (as a per-call threadpool_limits context would)."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    done = subprocess.run([sys.executable, "-c", SIDE_BY_SIDE], env=env, capture_output=True,
+                          text=True, cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"while the second runs alone": [1], "after both": [2]}
+
+
+def test_under_the_drn_command_the_policy_stays_set_after_a_call(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    monkeypatch.setattr(threads, "_configured", Allotment(2, "affinity"))
+    with threadpool_limits(limits=1, user_api="blas"):  # what configure() set for good
+        threads.blas_policy(lambda: None)()
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}

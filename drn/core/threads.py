@@ -22,6 +22,20 @@ This module owns the thread policy of every ``drn`` command (nothing else sets t
   threads on a
   quiet machine but lose many times over beside another busy process (docs/PERFORMANCE.md).
   CPU work that parallelises (the bicubic evaluation) runs ``image_workers()`` images at a time.
+* **A library caller** (``from drn import imresize, ssim`` in a script, no ``drn`` command, so
+  no :func:`configure`) gets the same BLAS policy for the duration of each call and nothing
+  after it: :func:`blas_policy` wraps the protocol's BLAS-heavy functions. While one or more such
+  calls run (in any threads) BLAS runs single-threaded, for the whole process, as threadpoolctl's
+  limits always are; when the last of them returns, the process's own setting is restored. The
+  limit is counted, not nested per call, so threads that score images side by side never undo
+  each other's limit (a per-call ``threadpool_limits`` context would: the first to leave would
+  restore two threads under the others). Where :func:`configure` ran, BLAS is already on one
+  thread for good and the wrapper does nothing. One limit of OpenBLAS (0.3.31 here): once the
+  main thread has set a thread count, a count set from another thread is ignored. A call from
+  the main thread always gets the policy, and so do the threads a set's scoring runs its images
+  in (:func:`drn.protocol.scoring.score_folders` and ``score_super_resolution`` hold the limit
+  around their pool); calls that a caller's own threads make get it only while the main thread
+  has never set BLAS threads (or while a drn call of the main thread holds the limit).
 * **Child processes** (torchrun ranks, loader workers, libraries loaded later) inherit the
   decision through ``OMP_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` in the environment.
 
@@ -31,14 +45,17 @@ at equal thread counts.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, SourceFileLoader
 from types import ModuleType
+from typing import Any, TypeVar
 
 from drn.core.errors import UsageError
 
@@ -46,6 +63,7 @@ OVERRIDE = "DRN_NUM_THREADS"
 BLAS_THREADS = 1
 
 _configured: Allotment | None = None
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -158,3 +176,50 @@ def configure() -> Allotment:
 def image_workers() -> int:
     """Images processed at a time by parallel CPU work: the share once configured, else 1."""
     return 1 if _configured is None else _configured.share
+
+
+class _BlasLimit:
+    """BLAS on :data:`BLAS_THREADS` threads while at least one caller holds it (counted)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._controller: Any = None
+        self._limiter: Any = None
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                from threadpoolctl import ThreadpoolController
+
+                if self._controller is None:  # finding the loaded libraries costs milliseconds
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=BLAS_THREADS, user_api="blas")
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_blas_limit = _BlasLimit()
+
+
+def blas_policy(function: F) -> F:
+    """``function`` run under the BLAS policy when the process has none (see the module
+    docstring, "A library caller"); a no-op once :func:`configure` has run."""
+
+    @functools.wraps(function)
+    def under_policy(*args: Any, **kwargs: Any) -> Any:
+        if _configured is not None:
+            return function(*args, **kwargs)
+        _blas_limit.acquire()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _blas_limit.release()
+
+    return under_policy  # type: ignore[return-value]

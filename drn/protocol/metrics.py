@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from drn.core.threads import blas_policy
+
 PEAK = 255.0
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -94,6 +96,7 @@ _BAND_ROWS = 32  # output rows filtered per band: one dense vertical block
 _COLUMN_BLOCK = 16  # output columns per horizontal block
 
 
+@blas_policy
 def ssim(a: np.ndarray, b: np.ndarray, peak: float = PEAK) -> float:
     """Mean SSIM of two 2-D images, exactly Wang et al.'s ``ssim_index`` (no downsampling).
 

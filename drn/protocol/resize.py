@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from drn.core.threads import blas_policy
+
 _BLOCK = 16  # output rows per dense block of a 1-D pass (measured: 8..32 are all within noise)
 
 
@@ -139,6 +141,7 @@ def _output_plan(
     return (scales[0], scales[1]), sizes
 
 
+@blas_policy
 def imresize(
     img: np.ndarray,
     scale: float | tuple[float, float] | None = None,

@@ -36,7 +36,7 @@ import numpy as np
 from drn.core.errors import DataError
 from drn.core.images import atomic_write, list_images, modcrop, pair_images, read_image, write_image
 from drn.core.progress import Progress, no_progress
-from drn.core.threads import image_workers
+from drn.core.threads import blas_policy, image_workers
 from drn.protocol.metrics import luma, psnr, shave, ssim
 from drn.protocol.resize import imresize
 
@@ -160,6 +160,7 @@ def _is_gray(img: np.ndarray) -> bool:
     return bool((img[:, :, 0] == img[:, :, 1]).all() and (img[:, :, 0] == img[:, :, 2]).all())
 
 
+@blas_policy
 def score_folders(
     sr_dir: str | os.PathLike,
     hr_dir: str | os.PathLike,
@@ -206,6 +207,7 @@ def bicubic_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, imresize(lr, scale)
 
 
+@blas_policy
 def score_super_resolution(
     hr_dir: str | os.PathLike,
     scale: int,
