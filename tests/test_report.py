@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from pipeline import BIN, run
 
-from drn.report import CHROMIUM_FLAGS
-from drn.report.gather import PAPER_DATASETS, SCALES, paper, parse_cell
+from drn.report.reference import PAPER_DATASETS, SCALES, paper, parse_cell
+from drn.report.render import CHROMIUM_FLAGS
 from drn.report.stats import Claim, Verdict, judgement, paired_interval, seeds_of, sentence
 
 SECTIONS = (

@@ -271,7 +271,7 @@ def test_calibration_puts_the_control_beside_its_published_numbers(workspace):
 
 
 def test_a_parameter_count_matches_at_the_published_precision():
-    from drn.report.gather import ParameterCheck
+    from drn.report.sizes import ParameterCheck
 
     assert ParameterCheck(2, 1_369_859, "1.37M").matches
     assert ParameterCheck(4, 1_517_571, "1.52M").matches
@@ -281,7 +281,7 @@ def test_a_parameter_count_matches_at_the_published_precision():
 
 
 def calibration(kinds_and_deltas, scale_label=""):
-    from drn.report.gather import Calibration
+    from drn.report.calibration import Calibration
     from drn.report.stats import Verdict
 
     verdicts = []
@@ -301,7 +301,7 @@ def calibration(kinds_and_deltas, scale_label=""):
     ],
 )
 def test_the_calibration_reading_for_drns_verdicts(verdicts, reading):
-    from drn.report import _calibration_reading
+    from drn.report.calibration import calibration_reading as _calibration_reading
 
     found = calibration(verdicts)
     assert reading in _calibration_reading(found)
@@ -334,7 +334,7 @@ def test_provenance_lists_every_run_of_the_plan_with_its_roles(workspace):
 def test_provenance_puts_the_projected_gpu_hours_beside_each_run():
     from drn.pipeline.cost import estimate
     from drn.pipeline.params import load_params
-    from drn.report import _projected
+    from drn.report.provenance import projected_gpu_hours as _projected
 
     paper = load_params(REPO / "params.yaml")
     plan = build_plan(paper)
@@ -375,7 +375,7 @@ def test_a_visual_shows_the_plans_main_model_of_each_variant(workspace, monkeypa
 def test_model_parameters_are_counted_with_params_yamls_sizes():
     from drn.models.complexity import trainable_parameters
     from drn.pipeline.params import build_from_params
-    from drn.report import _model_parameters
+    from drn.report.sizes import model_parameters as _model_parameters
 
     params = params_with_throwaway()
     for variant in ("drn", "drn_plus"):

@@ -237,8 +237,8 @@ def mlflow_server(tmp_path):
 
 
 def chromium(*args: str, profile: Path) -> str:
-    from drn.report import CHROMIUM_FLAGS
-    from drn.report import chromium as find_chromium
+    from drn.report.render import CHROMIUM_FLAGS
+    from drn.report.render import chromium as find_chromium
 
     done = subprocess.run(
         [find_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],

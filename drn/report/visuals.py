@@ -13,8 +13,8 @@ from drn.core.images import list_images, read_image
 from drn.pipeline.plan import Plan, Run
 from drn.protocol.metrics import luma
 from drn.protocol.scoring import bicubic_pair, lr_of, score_image
-from drn.report.gather import NOT_PLANNED, NOT_RUN
-from drn.report.gather import title as title_of
+from drn.report.reference import title as title_of
+from drn.report.stats import NOT_PLANNED, NOT_RUN
 
 
 def worst_window(hr: np.ndarray, sr: np.ndarray, size: int) -> tuple[int, int]:
