@@ -178,7 +178,7 @@ def test_requests_are_the_workflows():
     kinds = {r.kind: r for r in requests(params, Profile(None, "slurm"))}
     assert kinds["train"].sbatch_options()[2:] == ["--gpus=a100:2", "--cpus-per-gpu=8"]
     assert kinds["train"].cpus == 16
-    # gpu: 0 makes a GPU job a CPU job with cpus_per_gpu CPUs, as common.smk's gpu_job does
+    # gpu: 0 makes a GPU job a CPU job with cpus_per_gpu CPUs, as drn.pipeline.workflow does
     assert kinds["evaluate"].sbatch_options()[2:] == ["--ntasks=1", "--cpus-per-task=4"]
     assert kinds["fetch"].sbatch_options()[2:] == ["--ntasks=1", "--cpus-per-task=1"]
 

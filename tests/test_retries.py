@@ -1,11 +1,10 @@
-"""Retries by cause (drn/pipeline/job.py, drn/pipeline/workflow.py): the supervisor's classification
-of an
-attempt and its record, the decision of the next attempt, the resources Snakemake asks for by
-attempt, and on a real single-node Slurm that holds jobs to their memory (cgroups): a job that
-runs out of memory is retried once with twice the memory and succeeds, a job that fails on a
-corrupt image runs once and its retries end at once. (A job stopped at its time limit is retried
-and resumes: tests/test_cluster.py, which also checks its record says "stopped".) MLflow's
-artifact progress bars stay out of batch logs."""
+"""Retries by cause (drn/pipeline/job.py, drn/pipeline/workflow.py): the supervisor's
+classification of an attempt and its record, the decision of the next attempt, the resources
+Snakemake asks for by attempt (directly: tests/test_rules.py), and on a real single-node Slurm
+that holds jobs to their memory (cgroups): a job that runs out of memory is retried once with
+twice the memory and succeeds, a job that fails on a corrupt image runs once and its retries end
+at once. (A job stopped at its time limit is retried and resumes: tests/test_cluster.py, which
+also checks its record says "stopped".) MLflow's artifact progress bars stay out of batch logs."""
 
 from __future__ import annotations
 
@@ -365,9 +364,10 @@ def slurm_job(workspace, job_id, env):
 def test_on_slurm_out_of_memory_is_retried_with_twice_the_memory_and_a_data_error_is_not(
     tmp_path, slurm
 ):
-    """One workflow run, two jobs: `hog` (a rule declared as the workflow's own, through
-    common.smk) needs more than the memory its first attempt asks for, and the bicubic evaluation
-    of a source with a corrupt image fails with a data error (exit 1)."""
+    """One workflow run, two jobs: `hog` (a rule declared as the workflow's own, through the names
+    common.smk gives drn/pipeline/workflow.py's) needs more than the memory its first attempt asks
+    for, and the bicubic evaluation of a source with a corrupt image fails with a data error
+    (exit 1)."""
     params = small_demo()
     params["evaluation"].update(scales=[2], models=["drn"], ensemble_models=[])
     params["evaluation"]["datasets"].append("broken")

@@ -5,7 +5,7 @@ It owns :class:`Profile` (what doctor needs of a Snakemake profile: its ``execut
 ``slurm-status-command`` and ``retries``), :func:`default_profile` and :func:`load_profile` (the
 command line's ``--default-resources`` and ``--slurm-status-command`` on top), and
 :class:`Request` / :func:`requests`: what each kind of job (:data:`KINDS`: the ``resources`` of
-params.yaml) asks Slurm for, as workflow/rules/common.smk makes it and the Slurm plugin turns it
+params.yaml) asks Slurm for, as drn/pipeline/workflow.py makes it and the Slurm plugin turns it
 into sbatch options; :func:`gres_gpus` reads the GPUs of a request's ``gres``. It asks Slurm
 nothing (:mod:`drn.doctor.slurm` does, with these) and imports no other module of the package.
 """
@@ -134,8 +134,8 @@ def gres_gpus(gres: str | None) -> tuple[int, str | None]:
 
 @dataclass(frozen=True)
 class Request:
-    """What one kind of job asks Slurm for, as the workflow's rules make it (common.smk:
-    gpu_job, cpu_job) and the Slurm plugin turns it into sbatch options."""
+    """What one kind of job asks Slurm for, as the workflow's rules make it
+    (drn.pipeline.workflow) and the Slurm plugin turns it into sbatch options."""
 
     kind: str
     gpus: int

@@ -340,7 +340,7 @@ def check_request(cluster: Cluster, request: Request, run: Runner,
             f"select/cons_tres; this cluster has {cluster.config.get('SelectType')} and takes "
             "GPUs only as --gres=gpu:N",
             "ask the admins for cons_tres, or ask for the GPUs as gres: the workflow's gpu_job "
-            "(workflow/rules/common.smk) passes gpu/gpu_model, which the plugin sends as --gpus",
+            "(drn/pipeline/workflow.py) passes gpu/gpu_model, which the plugin sends as --gpus",
         )  # fmt: skip
     nodes = cluster.nodes_of(first)
     fitting = [n for n in nodes if not node_fit(n, request, spec)]

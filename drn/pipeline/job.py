@@ -26,7 +26,7 @@ running out of memory more than ``--memory-retries`` times, an attempt does not 
 again: it prints one line ("not retried: ...; fix it and run again") into LOG and exits with the
 same status within seconds (a new run of the workflow tries again: its first attempt always
 runs). The workflow's resources read the same record
-(workflow/rules/common.smk): mem_mb grows after an attempt that ran out of memory, and an attempt
+(drn/pipeline/workflow.py): mem_mb grows after an attempt that ran out of memory, and an attempt
 that will not run asks for one CPU, no GPU and a few minutes.
 
 An attempt whose supervisor was killed with it (Slurm's hard kill at a time limit, its

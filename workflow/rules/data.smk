@@ -1,4 +1,4 @@
-"""Getting the data: every source into {data}/{name}/, then the decoded training cache."""
+# Getting the data: every source into {data}/{name}/, then the decoded training cache.
 
 
 rule fetch:
@@ -10,7 +10,7 @@ rule fetch:
     resources:
         **job_resources("fetch"),
     log:
-        f"{RESULTS}/logs/fetch/{{source}}.log",
+        f"{LOGS}/fetch/{{source}}.log",
     conda:
         ENV
     shell:
@@ -19,7 +19,7 @@ rule fetch:
 
 rule downscale:
     input:
-        lambda w: source_dir(DOWNSCALED[w.derived]["of"]),
+        W.downscaled_from,
     output:
         directory(f"{DATA}/{{derived}}"),
     params:
@@ -28,7 +28,7 @@ rule downscale:
     resources:
         **job_resources("fetch"),
     log:
-        f"{RESULTS}/logs/fetch/{{derived}}.log",
+        f"{LOGS}/fetch/{{derived}}.log",
     conda:
         ENV
     shell:
@@ -38,11 +38,7 @@ rule downscale:
 rule prepare:
     input:
         hr=source_dir(config["train"]["data"]["hr"]),
-        lr=lambda w: (
-            [source_dir(f"{config['train']['data']['lr_prefix']}{w.scale}")]
-            if config["train"]["data"]["lr_prefix"]
-            else []
-        ),
+        lr=W.train_lr,
     output:
         directory(f"{CACHE}/x{{scale}}"),
     params:
@@ -51,7 +47,7 @@ rule prepare:
     resources:
         **job_resources("prepare"),
     log:
-        f"{RESULTS}/logs/prepare/x{{scale}}.log",
+        f"{LOGS}/prepare/x{{scale}}.log",
     conda:
         ENV
     shell:

@@ -1,5 +1,5 @@
-"""Evaluation under the standard protocol (Y PSNR/SSIM, shave = scale, MATLAB-exact LR): every
-evaluation of the plan writes its JSON (the plan's path), then the summary and the report."""
+# Evaluation under the standard protocol (Y PSNR/SSIM, shave = scale, MATLAB-exact LR): every
+# evaluation of the plan writes its JSON (the plan's path), then the summary and the report.
 
 
 rule evaluate_bicubic:
@@ -22,12 +22,12 @@ rule evaluate_bicubic:
 
 rule evaluate:
     input:
-        model=lambda w: PLAN.run(evaluated(w).run).model,
+        model=W.evaluated_model,
         hr=lambda w: source_dir(w.dataset),
     output:
         eval_path(config, "{label}", "{scale}", "{dataset}"),
     params:
-        ensemble=lambda w: " --self-ensemble" if evaluated(w).self_ensemble else "",
+        ensemble=W.ensemble_option,
     threads: job_threads("evaluate")
     resources:
         **job_resources("evaluate"),

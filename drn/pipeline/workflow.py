@@ -1,0 +1,200 @@
+"""What the Snakefile's rules compute, as plain functions of params.yaml and its plan.
+
+Owns :class:`Workflow`, built once from params.yaml (Snakemake's ``config``) by
+workflow/rules/common.smk, which the rule files then only call: the plan
+(:mod:`drn.pipeline.plan`: every run and evaluation, their names and files) and the paths the rules
+share; the wildcard constraints that accept exactly the plan's names; what a job reads (a run's
+training cache, validation source and starting weights; an evaluation's model); the scheduler
+resources of each kind of job, by attempt, from the record of the job's attempts that its
+supervisor (:mod:`drn.pipeline.job`) keeps beside its log (retries by cause); the supervised
+command line every rule runs; a job's threads.
+
+No Snakemake here: what only Snakemake knows (a job's log path, from its rule) is passed in. No
+torch either (:mod:`drn.pipeline.plan`, ``settings``, ``params`` and ``job`` load none), so the
+Snakefile starts fast.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from drn.engine.settings import TrainSettings, result_settings
+from drn.pipeline import job as attempts
+from drn.pipeline.params import source_path, validate_params
+from drn.pipeline.plan import Evaluation, build_plan, run_directory
+from drn.pipeline.settings import settings_from_params
+
+BRIEF_MINUTES = 5  # the time limit of an attempt that will not run (it prints why and exits)
+RETRY = {"out_of_memory": 1, "memory_growth": 2}  # params.yaml resources.retry, by default
+
+# A job's log path: fixed, or of (wildcards, rule name), as Snakemake's rule has it
+LogPath = str | Callable[[Any, str], str]
+
+
+def alternatives(names: Iterable[object]) -> str:
+    """A wildcard constraint (a regular expression) that accepts exactly these names."""
+    return "|".join(sorted(re.escape(str(n)) for n in set(names))) or "(?!)"
+
+
+class Workflow:
+    """params.yaml as the rules see it: validated, planned, with the paths the rules share.
+
+    Methods taking ``wildcards`` are Snakemake input or params functions (any object with the
+    wildcards as attributes will do)."""
+
+    def __init__(self, config: dict[str, Any], source: str = "params.yaml") -> None:
+        validate_params(config, source)
+        self.config = config
+        self.plan = build_plan(config)
+        paths = config["paths"]
+        self.data: str = paths["data"]
+        self.results: str = paths["results"]
+        self.logs = f"{self.results}/logs"
+        self.cache: str = config["train"]["data"]["cache"]
+        self.summary = [f"{self.results}/summary.md", f"{self.results}/summary.json"]
+        self.reports: str = paths["reports"]
+        self.report = [f"{self.reports}/report.html", f"{self.reports}/report.md"]
+        self.retry: dict[str, Any] = {**RETRY, **config["resources"].get("retry", {})}
+        self.downscaled: dict[str, dict[str, Any]] = config["downscaled"] or {}
+        self.run_directory = run_directory(config, "{run}")  # a run's, for the plan's run names
+
+    # --- names and inputs ----------------------------------------------------------------------
+
+    def wildcard_constraints(self) -> dict[str, str]:
+        """Each wildcard accepts exactly the names of its kind (a scale: digits)."""
+        plan = self.plan
+        return {
+            "source": alternatives(self.config["sources"]),
+            "derived": alternatives(self.downscaled),
+            "run": alternatives(run.name for run in plan.runs),
+            "label": alternatives(e.label for e in plan.evaluations if e.run),
+            "dataset": alternatives(e.dataset for e in plan.evaluations),
+            "scale": r"\d+",
+        }
+
+    def source_dir(self, name: str) -> str:
+        return str(source_path(self.config, name))
+
+    def downscaled_from(self, wildcards: Any) -> str:
+        """The directory of the source a downscaled copy is made of."""
+        return self.source_dir(self.downscaled[wildcards.derived]["of"])
+
+    def train_lr(self, wildcards: Any) -> list[str]:
+        """The LR source a scale's training cache reads (train.data.lr_prefix), if any."""
+        prefix = self.config["train"]["data"]["lr_prefix"]
+        return [self.source_dir(f"{prefix}{wildcards.scale}")] if prefix else []
+
+    def run_settings(self, name: str) -> TrainSettings:
+        """The settings of the plan's run `name`, as `drn train --run` resolves them."""
+        run = self.plan.run(name)
+        return settings_from_params(
+            self.config, run.variant, run.scale, run.epochs, run.loss, run.seed
+        )
+
+    def train_settings(self, wildcards: Any) -> dict[str, Any]:
+        """The settings that change what a run computes (the train rule's params): a change reruns
+        its job, which sets the old run directory aside (never deleted) and starts afresh."""
+        return result_settings(self.run_settings(wildcards.run))
+
+    def train_inputs(self, wildcards: Any) -> dict[str, str]:
+        """What a run reads: its scale's training cache, the validation source and the weights it
+        starts from (train.init_from), if any."""
+        settings = self.run_settings(wildcards.run)
+        optional = {"validation": settings.val_hr, "init_from": settings.init_from}
+        return {"cache": settings.cache, **{k: v for k, v in optional.items() if v}}
+
+    def evaluated(self, wildcards: Any) -> Evaluation:
+        return self.plan.evaluation(wildcards.label, wildcards.scale, wildcards.dataset)
+
+    def evaluated_model(self, wildcards: Any) -> str:
+        run = self.evaluated(wildcards).run
+        assert run is not None  # the label wildcard accepts no bicubic
+        return self.plan.run(run).model
+
+    def ensemble_option(self, wildcards: Any) -> str:
+        return " --self-ensemble" if self.evaluated(wildcards).self_ensemble else ""
+
+    # --- resources, threads, the command -------------------------------------------------------
+
+    def wanted(self, kind: str) -> dict[str, Any]:
+        """Scheduler resources of a `kind` job from params.yaml resources: a CPU job (cpus), or a
+        GPU job (gpu: 0 makes it a CPU job of cpus_per_gpu CPUs), warned before its time limit if
+        it has stop_before_limit (train)."""
+        spec = self.config["resources"][kind]
+        if spec.get("gpu", 0) == 0:  # a CPU job
+            cpus = spec["cpus"] if "cpus" in spec else spec["cpus_per_gpu"]
+            resources = {key: spec[key] for key in ("mem_mb", "runtime")} | {"cpus_per_task": cpus}
+        else:
+            resources = {key: spec[key] for key in ("gpu", "cpus_per_gpu", "mem_mb", "runtime")}
+            if spec.get("gpu_model"):
+                resources["gpu_model"] = spec["gpu_model"]
+        if spec.get("stop_before_limit"):
+            # Slurm sends SIGTERM to the job's step (snakemake, drn; not the batch shell, whose
+            # death would end the job) that long before the time limit: drn checkpoints and exits.
+            resources["slurm_extra"] = f"--signal=TERM@{spec['stop_before_limit']}"
+        return resources
+
+    def decision(self, log: str, attempt: int) -> attempts.Decision:
+        """What the record of the attempts of the job whose log is `log` says `attempt` does."""
+        return attempts.decide_from_record(log, attempt, self.retry["out_of_memory"])
+
+    def asked(self, kind: str, decision: attempts.Decision) -> dict[str, Any]:
+        """What an attempt of a `kind` job asks for: mem_mb x memory_growth after each attempt
+        that ran out of memory (resources.retry); an attempt that will not run (after a usage or
+        data error, or running out of memory again) 1 CPU, no GPU and a few minutes."""
+        wanted = self.wanted(kind)
+        if not decision.run:
+            return {"mem_mb": wanted["mem_mb"], "runtime": min(wanted["runtime"], BRIEF_MINUTES),
+                    "cpus_per_task": 1}  # fmt: skip
+        grown = wanted["mem_mb"] * self.retry["memory_growth"] ** decision.memory_steps
+        return {**wanted, "mem_mb": math.ceil(grown)}
+
+    def resources(self, kind: str, log: LogPath) -> dict[str, Any]:
+        """A rule's ``resources``: `asked` by attempt (``attempt`` is the supervisor's), each a
+        function of ``(wildcards, attempt, rulename)``, the names Snakemake calls it with (it
+        evaluates them each time it submits a job); `log` gives the job's log path. A resource
+        whose value is None is not asked for."""
+        log_of = log if callable(log) else (lambda wildcards, rulename: log)
+
+        def by_attempt(key: str) -> Callable[[Any, int, str], Any]:
+            def value(wildcards: Any, attempt: int, rulename: str) -> Any:
+                decision = self.decision(str(log_of(wildcards, rulename)), attempt)
+                return self.asked(kind, decision).get(key)
+
+            return value
+
+        keys = [*self.wanted(kind)]
+        keys += [] if "cpus_per_task" in keys else ["cpus_per_task"]
+        return {"attempt": lambda wildcards, attempt: attempt, **{k: by_attempt(k) for k in keys}}
+
+    def supervised(self, command: str) -> str:
+        """A rule's shell command: `command` under drn's supervisor (drn/pipeline/job.py), which
+        writes its output to the rule's log, passes on the scheduler's signals, records the
+        attempt beside the log ({log} without .log, plus .attempts.jsonl) and does not run it
+        again after a usage or data error. `exec`: the supervisor replaces the shell, which would
+        otherwise die of the SIGTERM Slurm sends a job step before its time limit, ending the step
+        before drn checkpoints.
+
+        A job's log holds its latest attempt (the supervisor starts it afresh); a training's
+        runs/<run>/train.log keeps what every attempt printed ("== ... started ... ==", "resumed
+        from step N (of M)", "stopped by signal ..."), and the record (train/<run>.attempts.jsonl)
+        how each attempt ended ("stopped": retried, it resumes from its checkpoint)."""
+        return (
+            "exec python -m drn.pipeline.job --log {log} --attempt {resources.attempt} "
+            f"--memory-retries {self.retry['out_of_memory']} -- {command}"
+        )
+
+    def threads(self, kind: str) -> int:
+        """A job's `threads`: the CPUs its resources ask for (cpus, or cpus_per_gpu per GPU, as
+        the Slurm plugin's --cpus-per-task / --cpus-per-gpu). Snakemake exports them to the job
+        as OMP_NUM_THREADS (capped at --cores), which drn.core.threads reads."""
+        spec = self.config["resources"][kind]
+        if "cpus" in spec:
+            return spec["cpus"]
+        return spec["cpus_per_gpu"] * max(1, spec["gpu"])
+
+    def gpus(self, kind: str) -> int:
+        return self.config["resources"][kind]["gpu"]
