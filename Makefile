@@ -46,6 +46,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_imresize.py
 	$(BIN)/python benchmarks/bench_ssim.py
+	$(BIN)/python benchmarks/bench_library.py
 	$(BIN)/python benchmarks/bench_bicubic_table.py
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_loader.py
