@@ -19,8 +19,8 @@ This module owns the thread policy of every ``drn`` command (nothing else sets t
 * **Its use**: torch's intra-op pool gets the whole share; BLAS (OpenBLAS, MKL under numpy and
   scipy) runs single-threaded, because OpenBLAS busy-waits between calls and the many small
   products of :mod:`drn.protocol.resize` and :mod:`drn.protocol.metrics` gain little from two
-  threads on a
-  quiet machine but lose many times over beside another busy process (docs/PERFORMANCE.md).
+  threads on a quiet machine but lose many times over beside another busy process
+  (docs/PERFORMANCE.md).
   CPU work that parallelises (the bicubic evaluation) runs ``image_workers()`` images at a time.
 * **A library caller** (``from drn import imresize, ssim`` in a script, no ``drn`` command, so
   no :func:`configure`) gets the same BLAS policy for the duration of each call and nothing

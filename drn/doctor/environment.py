@@ -121,14 +121,7 @@ def probe(request: Request, logs: Path, run: Runner, wait_s: float = PROBE_WAIT_
     name = "env.probe"
     logs.mkdir(parents=True, exist_ok=True)
     options = ["--time=1", "--mem=2000", "--job-name=drn-doctor-probe",
-               f"--output={logs.resolve()}/probe-%j.out"]  # fmt: skip
-    options += [f"--partition={request.partition}"] if request.partition else []
-    options += [f"--account={request.account}"] if request.account else []
-    if request.gres:
-        options.append(f"--gres={request.gres}")
-    elif request.gpus:
-        options.append(f"--gpus={request.gpu_model}:{request.gpus}" if request.gpu_model
-                       else f"--gpus={request.gpus}")  # fmt: skip
+               f"--output={logs.resolve()}/probe-%j.out", *request.placement_options()]  # fmt: skip
     wrap = f"{shlex.quote(sys.executable)} -c {shlex.quote(PROBE_CODE)}"
     submitted = run(["sbatch", "--parsable", *options, "--wrap", wrap])
     if not submitted.ok:

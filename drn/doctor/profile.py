@@ -148,15 +148,19 @@ class Request:
     partition: str | None
     account: str | None
 
-    def sbatch_options(self) -> list[str]:
-        options = [f"--time={self.runtime}", f"--mem={self.mem_mb}"]
-        options += [f"--partition={self.partition}"] if self.partition else []
+    def placement_options(self) -> list[str]:
+        """Where the job goes and its GPUs, as sbatch options: partition, account, GRES/GPUs."""
+        options = [f"--partition={self.partition}"] if self.partition else []
         options += [f"--account={self.account}"] if self.account else []
         if self.gres:
             options.append(f"--gres={self.gres}")
         elif self.gpus:
             options.append(f"--gpus={self.gpu_model}:{self.gpus}" if self.gpu_model
                            else f"--gpus={self.gpus}")  # fmt: skip
+        return options
+
+    def sbatch_options(self) -> list[str]:
+        options = [f"--time={self.runtime}", f"--mem={self.mem_mb}", *self.placement_options()]
         if self.cpus_per_gpu:
             options.append(f"--cpus-per-gpu={self.cpus_per_gpu}")
         else:
