@@ -17,3 +17,15 @@ class UsageError(DrnError):
     """A bad argument or setting: a missing folder, an unknown model or scale."""
 
     exit_code = 2
+
+
+class HeldError(DrnError):
+    """A run directory another live process trains: refused, to try again once it is free."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class BehindError(DrnError):
+    """A run behind the number its milestone should reach, with ``train.stop_if_behind``."""
+
+    exit_code = 3
