@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from drn.commands.options import add_params_option, add_scale_option, read_params
-from drn.core.errors import UsageError
+from drn.core.errors import BehindError, UsageError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,6 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a run directory holding a run of other settings: refuse (default), or set it "
         "aside as RUN_DIR.replaced-<time> and start afresh (what the pipeline does)",
     )  # fmt: skip
+    parser.add_argument(
+        "--until", type=int, metavar="STEP",
+        help="train one segment, up to STEP (kept as checkpoints/step_STEP.pt); run again "
+        "without it to go on (same run directory and MLflow run)",
+    )  # fmt: skip
     parser.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     parser.set_defaults(run=run)
     return parser
@@ -57,12 +62,23 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --run NAME (a run of drn plan), or --model and --scale")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         return launch_under_torchrun(args.gpus, sys.argv[1:])
+    if args.until is not None and args.until < 1:
+        raise UsageError(f"--until {args.until}: a step of the run, 1 or more")
     params = read_params(args.params, args.set)
+    keep: tuple[int, ...] = ()
     if args.plan_run is not None:
-        planned = build_plan(params).run(args.plan_run)
+        plan = build_plan(params)
+        planned = plan.run(args.plan_run)
+        if not planned.trained:
+            raise UsageError(
+                f"run {planned.name} is not trained: it is step {planned.iterations} of run "
+                f"{planned.served_by} (a milestone; drn plan); train that one"
+            )
         settings = settings_from_params(params, planned.variant, planned.scale, planned.epochs,
                                         planned.loss, planned.seed)  # fmt: skip
-        name, tags = planned.name, {"role": ",".join(planned.roles)}
+        name, tags, keep = planned.name, {"role": ",".join(planned.roles)}, planned.milestones
+        if params["train"].get("stop_if_behind"):
+            stop_if_behind(plan, planned.name, planned.directory)
     else:
         settings = settings_from_params(params, args.model, args.scale, args.epochs, args.loss)
         name = run_name(params, args.model, args.scale, args.epochs, args.loss, settings.seed)
@@ -70,5 +86,28 @@ def run(args: argparse.Namespace) -> int:
     return train(
         settings, args.run_dir or Path(run_directory(params, name)), args.device, report=True,
         track=params["tracking"]["enabled"] and not args.no_track,
-        if_changed=args.if_changed, tags=tags,
+        if_changed=args.if_changed, tags=tags, until=args.until, keep=keep,
     )  # fmt: skip
+
+
+def stop_if_behind(plan, name: str, directory: str) -> None:
+    """train.stop_if_behind: a BehindError (exit 3, not retried) when an evaluation at a
+    milestone the run has passed is behind the number it should reach; its checkpoints stay."""
+    import json
+
+    try:
+        at = json.loads((Path(directory) / "progress.json").read_text())["checkpoint_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not started, or no readable record: nothing passed yet
+    for evaluation in plan.milestone_evaluations(name):
+        step = plan.run(evaluation.run).iterations
+        try:
+            found = json.loads(Path(evaluation.path).read_text()).get("milestone") or {}
+        except (OSError, ValueError):
+            continue  # not evaluated yet: nothing to stop for
+        if step <= at and found.get("verdict") == "behind":
+            raise BehindError(
+                f"{name}: behind at its milestone step {step} ({evaluation.dataset} "
+                f"x{evaluation.scale}: {found.get('line') or evaluation.path}); stopped "
+                f"(train.stop_if_behind), checkpoint kept in {directory}/checkpoints"
+            )

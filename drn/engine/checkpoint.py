@@ -7,7 +7,8 @@ numbers, strings, lists, dicts; never pickled objects)::
      "model": {"name": "drn", "scale": 2, "config": {...sizes...}},
      "state_dict": {...}, "sha256": "<digest of the state_dict>",
      "training": {...},            # optimizer, scheduler, step, RNG states: training only
-     "mlflow": {"run_id": "...", "tracking_uri": "..."}}   # model.pt of a tracked run only
+     "mlflow": {"run_id": "...", "tracking_uri": "..."},   # model.pt of a tracked run only
+     "milestone": {"step": N, "run": "<run directory name>"}}   # checkpoints/step_<N>.pt only
 
 ``mlflow`` names the MLflow run that trained the weights and the store it logged to, so that
 ``drn evaluate`` can add its scores to that run (:func:`mlflow_record`); checkpoints without it
@@ -62,10 +63,12 @@ def save_checkpoint(
     model: nn.Module,
     training: dict[str, Any] | None = None,
     mlflow: dict[str, str] | None = None,
+    milestone: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint atomically: a crash mid-write leaves the previous file intact, and a
     failed write (a full disk) is a DrnError naming the file. ``mlflow``: the record of the run
-    that trained it (``{"run_id", "tracking_uri"}``)."""
+    that trained it (``{"run_id", "tracking_uri"}``); ``milestone``: the step of its run it was
+    kept at (``{"step", "run"}``)."""
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -81,6 +84,8 @@ def save_checkpoint(
             "run_id": str(mlflow["run_id"]),
             "tracking_uri": str(mlflow["tracking_uri"]),
         }
+    if milestone is not None:
+        payload["milestone"] = {"step": int(milestone["step"]), "run": str(milestone["run"])}
     path = Path(path)
     remove_stale_temporaries(path)  # a killed writer's leftovers: make room before writing
     sink = None

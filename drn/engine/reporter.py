@@ -1,9 +1,27 @@
-"""``drn train``'s console and the run's ``train.log``: :class:`TrainingReporter`."""
+"""``drn train``'s console, the run's ``train.log`` (:class:`TrainingReporter`) and its
+``progress.json`` (:func:`write_progress`)."""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from drn.core.images import atomic_write
+
+PROGRESS = "progress.json"
+
+
+def write_progress(run_dir: Path, progress: dict[str, Any]) -> None:
+    """``{run_dir}/progress.json``, written atomically: where the run is (step, checkpoint step,
+    iterations/s, time trained, validation PSNR, state: running, stopped, segment_done, finished
+    or failed; who trains it), stamped ``updated``; what ``drn status`` and the plan read without
+    torch."""
+    record = {**progress, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with atomic_write(run_dir / PROGRESS) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
 class TrainingReporter:

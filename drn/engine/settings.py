@@ -59,3 +59,14 @@ class TrainSettings:
 def result_settings(settings: TrainSettings) -> dict[str, Any]:
     """The settings that change what a run computes (not how fast or how it reports)."""
     return {k: v for k, v in settings.to_json().items() if k not in RESUMABLE_CHANGES}
+
+
+def is_prefix(short: TrainSettings, long: TrainSettings) -> bool:
+    """Whether ``short`` is the first ``short.iterations`` steps of ``long``: every result
+    setting equal but the length, which is shorter. Then every learning-rate change up to its end
+    is at the same step (the schedule halves at multiples of ``decay_every``, counted from step 0,
+    whatever the length) and sample ``i`` is the same (a pure function of seed and ``i``:
+    :mod:`drn.engine.dataset`), so ``long``'s weights at that step are ``short``'s."""
+    own, other = result_settings(short), result_settings(long)
+    same = all(own[k] == other[k] for k in own if k != "iterations")
+    return same and short.iterations < long.iterations

@@ -50,7 +50,7 @@ from drn.core.images import atomic_write, list_images, read_image, write_image
 from drn.engine.checkpoint import load_checkpoint, save_checkpoint
 from drn.engine.dataset import PatchDataset, StepSampler, build_cache, patch_loader
 from drn.engine.inference import upscale_image
-from drn.engine.reporter import TrainingReporter
+from drn.engine.reporter import TrainingReporter, write_progress
 from drn.engine.settings import RESUMABLE_CHANGES, TrainSettings
 from drn.models import build_model
 from drn.protocol.scoring import ImageScore, SetScore, lr_of, score_image
@@ -241,19 +241,30 @@ def train(
     track: bool = True,
     if_changed: str = "refuse",
     tags: dict[str, str] | None = None,
+    until: int | None = None,
+    keep: tuple[int, ...] = (),
 ) -> int:
-    """Train (or resume) one run; returns 0 when finished, 128 + signal when stopped early.
+    """Train (or resume) one run; returns 0 when finished (or its segment is), 128 + signal when
+    stopped early.
 
     A run directory holding a run of other settings is refused, or with ``if_changed="restart"``
     (what the pipeline uses when params.yaml changed) set aside and started afresh. ``tags``
-    go to the MLflow run (the plan's roles), whose name is the run directory's.
+    go to the MLflow run (the plan's roles), whose name is the run directory's. ``until``: train
+    one segment, up to that step (then ``checkpoints/step_<until>.pt`` is kept, and the next call
+    resumes there, in the same MLflow run); ``keep``: the steps whose checkpoint is kept as
+    ``checkpoints/step_<N>.pt`` (the plan's milestones). A finished run is not trained again.
     """
     cluster, device = _start_cluster(device_name)
     if settings.batch % cluster.world:
         raise UsageError(f"train.batch {settings.batch} does not split over {cluster.world} ranks")
     _seed(settings)
     run = _Run(settings, Path(run_dir), cluster, device)
-    run.open_log(report, resumed=run.restore(if_changed))
+    resumed = run.restore(if_changed)
+    end = settings.iterations if until is None else min(until, settings.iterations)
+    if run.nothing_to_do(end):
+        return 0
+    run.until = end if end < settings.iterations else None
+    run.open_log(report, resumed)
     run.prepare_data()
     if track and cluster.main:
         run.start_tracking(tags or {})
@@ -263,18 +274,23 @@ def train(
     status, signum = "FINISHED", 0
     try:
         run.start_loader()
-        while run.step < settings.iterations:
+        kept = {step for step in (*keep, end) if step < settings.iterations}
+        while run.step < end:
             run.train_step()
-            if run.step % settings.log_every == 0 or run.step == settings.iterations:
+            if run.step % settings.log_every == 0 or run.step == end:
                 run.log()
             if run.validation_due():
                 run.validate()
             if cluster.main and run.step % settings.checkpoint_every == 0:
                 run.save_last()
+            if cluster.main and run.step in kept:
+                run.save_milestone()
             signum = run.stop_signal(signals)
             if signum:
                 status = "KILLED"
                 break
+        if not signum and run.step < settings.iterations:
+            status = "SCHEDULED"  # MLflow's state between segments: the next one resumes it
         run.finish(signum)
     except BaseException as error:
         status = "FAILED"
@@ -311,6 +327,8 @@ class _Run:
             self.optimizer, step_size=settings.decay_every, gamma=settings.decay_factor
         )
         self.step, self.best_psnr, self.run_id, self.spent = 0, -math.inf, None, 0.0
+        self.checkpoint_step, self.it_per_s, self.started = 0, None, None
+        self.until: int | None = None  # the end of this attempt's segment, if not the last
         self.history: dict[str, list[list[float]]] = {"train": [], "val": []}
         self.tracker: Tracker | None = None
         self.batches = None
@@ -341,6 +359,7 @@ class _Run:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
             self.step, self.best_psnr = saved["step"], saved["best_psnr"]
+            self.checkpoint_step = self.step
             self.run_id = saved.get("mlflow_run_id")
             self.history = saved.get("history", self.history)
             self.spent = saved.get("train_seconds", 0.0)
@@ -353,6 +372,29 @@ class _Run:
                 if torch.is_tensor(value) and key != "step":
                     state[key] = value.to(self.device)
         return payload is not None
+
+    def nothing_to_do(self, end: int) -> bool:
+        """Whether this attempt has no step to train: the run is finished (model.pt written),
+        or its segment up to `end` is done (its step checkpoint kept); says so on the console.
+        A run past `end` without that checkpoint cannot serve it: a UsageError."""
+        settings, model = self.settings, self.run_dir / "model.pt"
+        if self.step >= settings.iterations and model.is_file():
+            print(f"{self.run_dir}: already finished ({self.step} iterations; {model}); "
+                  "nothing to do", flush=True)  # fmt: skip
+            return True
+        if end >= settings.iterations or self.step < end:
+            return False
+        kept = self.milestone_path(end)
+        if not kept.is_file():
+            raise UsageError(
+                f"{self.run_dir}: at step {self.step}, past step {end} without its checkpoint "
+                f"{kept.name}; it cannot serve that milestone (train it as its own run)"
+            )
+        print(f"{self.run_dir}: segment up to step {end} already done ({kept})", flush=True)
+        return True
+
+    def milestone_path(self, step: int) -> Path:
+        return self.run_dir / f"checkpoints/step_{step}.pt"
 
     def open_log(self, report: bool, resumed: bool) -> None:
         """The console and train.log (rank 0), opened with this attempt's header line."""
@@ -456,6 +498,7 @@ class _Run:
         self.loss_sum = torch.zeros((), device=self.device)
         self._new_window()
         self.started = time.perf_counter()
+        self.write_progress("running")
         self.parallel.train()
         self.batches = iter(loader)
 
@@ -498,6 +541,8 @@ class _Run:
         if self.cluster.main:
             _write_curves(self.run_dir, self.history)
         self.reporter.update(self.step, metrics)
+        self.it_per_s = metrics["it_per_s"]
+        self.write_progress("running")
         self._new_window()
 
     def _new_window(self) -> None:
@@ -533,6 +578,33 @@ class _Run:
             "train_seconds": self.spent + time.perf_counter() - self.started,
             "device": self.hardware, "data_version": self.data_version,
         })  # fmt: skip
+        self.checkpoint_step = self.step
+
+    def save_milestone(self) -> None:
+        """checkpoints/step_<N>.pt: the weights at a milestone (naming the MLflow run, as
+        model.pt does, so that its evaluation is logged there)."""
+        record = self.tracker.record() if self.tracker else None
+        save_checkpoint(self.milestone_path(self.step), self.model, mlflow=record,
+                        milestone={"step": self.step, "run": self.run_dir.name})  # fmt: skip
+        self.reporter.say(f"kept the checkpoint of step {self.step}: "
+                          f"{self.milestone_path(self.step)}")  # fmt: skip
+
+    def write_progress(self, state: str) -> None:
+        """progress.json (rank 0): where the run is, for ``drn status`` and the plan."""
+        if not self.cluster.main:
+            return
+        val = self.history["val"][-1] if self.history["val"] else None
+        seconds = self.spent + (time.perf_counter() - self.started if self.started else 0.0)
+        write_progress(self.run_dir, {
+            "run": self.run_dir.name, "step": self.step, "iterations": self.settings.iterations,
+            "checkpoint_step": self.checkpoint_step, "it_per_s": self.it_per_s,
+            "train_seconds": round(seconds, 1), "gpus": self.cluster.world if
+            self.device.type == "cuda" else 0, "device": self.hardware,
+            "latest_val_psnr": val[1] if val else None, "latest_val_step": val[0] if val else None,
+            "best_val_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+            "state": state, "until": self.until, "host": platform.node(), "pid": os.getpid(),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+        })  # fmt: skip
 
     def stop_signal(self, signals: _StopSignals) -> int:
         """The SIGTERM/SIGUSR1 any rank received (0: none, or the run's last step is done)."""
@@ -545,21 +617,34 @@ class _Run:
     # ------------------------------------------------------------ after the loop
 
     def finish(self, signum: int) -> None:
-        """last.pt and the curves; once finished model.pt and the MLflow artifacts; the
-        closing line of train.log."""
+        """last.pt and the curves; once finished model.pt and the MLflow artifacts (at the end
+        of a segment, a tag saying where the run is); progress.json; the closing line of
+        train.log."""
+        last = self.step >= self.settings.iterations
         if self.cluster.main:
             self.save_last(signum)
             _write_curves(self.run_dir, self.history)
-            if not signum:
+            if not signum and last:
                 record = self.tracker.record() if self.tracker else None  # drn evaluate logs there
                 save_checkpoint(self.run_dir / "model.pt", self.model, mlflow=record)
                 self._log_results()
-        self.reporter.say(
-            f"stopped by signal {signal.Signals(signum).name} at step {self.step}; "
-            "run again to resume"
-            if signum
-            else f"finished {self.step} iterations; weights in {self.run_dir / 'model.pt'}"
-        )
+            elif not signum and self.tracker:
+                self.tracker.set_tags(
+                    {
+                        "segment": f"step {self.step} of "
+                        f"{self.settings.iterations}: the next segment resumes"
+                    }
+                )
+            self.write_progress("stopped" if signum else "finished" if last else "segment_done")
+        if signum:
+            line = (f"stopped by signal {signal.Signals(signum).name} at step {self.step}; "
+                    "run again to resume")  # fmt: skip
+        elif last:
+            line = f"finished {self.step} iterations; weights in {self.run_dir / 'model.pt'}"
+        else:
+            line = (f"segment done at step {self.step} of {self.settings.iterations}; "
+                    "the next segment resumes here")  # fmt: skip
+        self.reporter.say(line)
 
     def _log_results(self) -> None:
         if self.tracker is None:
@@ -573,7 +658,10 @@ class _Run:
         self.tracker.log_model(self.model, self.run_dir / "model.pt")
 
     def close(self, status: str) -> None:
-        """The console and train.log, the MLflow run (FINISHED, KILLED or FAILED), the ranks."""
+        """The console and train.log, the MLflow run (FINISHED, KILLED, FAILED, or SCHEDULED
+        between segments), the ranks."""
+        if status == "FAILED":
+            self.write_progress("failed")
         self.reporter.close()
         if self.tracker:
             self.tracker.finish(status)

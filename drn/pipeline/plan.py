@@ -24,11 +24,15 @@ A run of seed s > 0 is evaluated as ``{label}_s{s}``. Each writes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from drn.core.errors import UsageError
-from drn.pipeline.settings import SETTING_KEYS, seeds_of
+from drn.engine.settings import is_prefix
+from drn.pipeline.settings import SETTING_KEYS, seeds_of, settings_from_params
 
 ROLES = ("main", "ablation", "control")
 MAIN_GROUP = "table3"
@@ -48,16 +52,31 @@ class Run:
     loss: str
     seed: int
     roles: tuple[str, ...]  # of ROLES, in that order
-    directory: str
+    directory: str  # of a served run: the directory of the run serving it
     keys: tuple[str, ...]  # the params.yaml settings that change what it computes
+    iterations: int = 0
+    served_by: str | None = None  # the longer run whose checkpoint at `iterations` this run is
+    milestones: tuple[int, ...] = ()  # of a trained run: the steps it keeps (ascending)
 
     @property
     def role(self) -> str:
         return self.roles[0]
 
     @property
+    def trained(self) -> bool:
+        return self.served_by is None
+
+    @property
     def model(self) -> str:
+        """The weights it is evaluated with: model.pt, or the serving run's kept checkpoint."""
+        if self.served_by is not None:
+            return milestone_checkpoint(self.directory, self.iterations)
         return f"{self.directory}/model.pt"
+
+    @property
+    def segments(self) -> tuple[int, ...]:
+        """The steps a trained run's segments end at: its milestones, then its last step."""
+        return (*self.milestones, self.iterations)
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,19 @@ class Plan:
                 return found
         raise UsageError(f"no evaluation {label} x{scale} on {dataset} in the plan of params.yaml")
 
+    def trained_runs(self) -> list[Run]:
+        return [run for run in self.runs if run.trained]
+
+    def served_runs(self, by: str | None = None) -> list[Run]:
+        """The runs served by another's checkpoint (by run `by` only, if given), by step."""
+        served = [r for r in self.runs if r.served_by and by in (None, r.served_by)]
+        return sorted(served, key=lambda r: (r.served_by, r.iterations))
+
+    def milestone_evaluations(self, of: str, step: int | None = None) -> list[Evaluation]:
+        """The evaluations of the runs that run `of` serves (at `step` only, if given)."""
+        served = {r.name for r in self.served_runs(of) if step in (None, r.iterations)}
+        return [e for e in self.evaluations if e.run in served]
+
     def group(self, name: str) -> list[Evaluation]:
         return [e for e in self.evaluations if e.group == name]
 
@@ -101,7 +133,10 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "runs": [asdict(r) | {"role": r.role, "model": r.model} for r in self.runs],
+            "runs": [
+                asdict(r) | {"role": r.role, "model": r.model, "trained": r.trained}
+                for r in self.runs
+            ],
             "evaluations": [asdict(e) for e in self.evaluations],
         }
 
@@ -131,6 +166,26 @@ def seeded(label: str, seed: int) -> str:
 
 def run_directory(params: dict[str, Any], name: str) -> str:
     return f"{params['paths']['runs']}/{name}"
+
+
+def milestone_checkpoint(directory: str, step: int) -> str:
+    """The checkpoint a run keeps at `step`, for the runs it serves."""
+    return f"{directory}/checkpoints/step_{step}.pt"
+
+
+def milestone_passed(directory: str, step: int) -> bool:
+    """Whether the run in `directory` is past `step` without having kept its checkpoint there
+    (it ran before the milestone was planned): its progress.json's checkpoint step, read
+    without torch; a missing or unreadable file says no."""
+    if Path(milestone_checkpoint(directory, step)).is_file():
+        return False
+    if Path(f"{directory}/model.pt").is_file():  # finished: past every step before its last
+        return True
+    try:
+        progress = json.loads(Path(f"{directory}/progress.json").read_text())
+        return int(progress.get("checkpoint_step") or 0) > step
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -198,9 +253,14 @@ def _run_keys(params: dict[str, Any], variant: str, scale: int, own: set[str]) -
     return tuple(sorted(keys))
 
 
-def build_plan(params: dict[str, Any]) -> Plan:
+def build_plan(
+    params: dict[str, Any], passed: Callable[[str, int], bool] | None = milestone_passed
+) -> Plan:
     """The plan of validated ``params``: runs in the order first asked for (each seed of a run
-    after the other), bicubic's evaluations, then the runs'."""
+    after the other), bicubic's evaluations, then the runs'. A run that is the first steps of a
+    longer one is served by it (:func:`_serve`), unless ``passed(directory, step)`` says the
+    longer run went past that step without keeping its checkpoint (None: never asked; the
+    default reads the run directories)."""
     runs: dict[str, dict[str, Any]] = {}
     evaluations = [
         Evaluation(BICUBIC, MAIN_GROUP, BICUBIC, None, scale, dataset, False,
@@ -228,4 +288,33 @@ def build_plan(params: dict[str, Any]) -> Plan:
             _run_keys(params, e["wanted"].variant, e["wanted"].scale, e["keys"]))
         for name, e in runs.items()
     )  # fmt: skip
-    return Plan(planned, tuple(evaluations))
+    return Plan(_serve(params, planned, passed), tuple(evaluations))
+
+
+def _serve(params: dict[str, Any], runs: tuple[Run, ...],
+           passed: Callable[[str, int], bool] | None) -> tuple[Run, ...]:  # fmt: skip
+    """Milestones: a run whose settings are the first steps of a longer run's
+    (:func:`drn.engine.settings.is_prefix`: same variant, scale, loss, seed, data, init_from and
+    schedule) is that run's checkpoint at its last step, not trained; the longest such run
+    serves all the others and keeps a checkpoint at each of their steps. Only the served runs
+    depend on the others' settings: the serving run's own settings (what its job's params are)
+    do not change."""
+    settings = {r.name: settings_from_params(params, r.variant, r.scale, r.epochs, r.loss, r.seed)
+                for r in runs}  # fmt: skip
+    sized = [replace(r, iterations=settings[r.name].iterations) for r in runs]
+    serving: dict[str, Run] = {}
+    for run in sized:
+        longer = [o for o in sized if is_prefix(settings[run.name], settings[o.name])]
+        if longer:
+            longest = max(longer, key=lambda o: o.iterations)
+            if passed is None or not passed(longest.directory, run.iterations):
+                serving[run.name] = longest
+    steps: dict[str, set[int]] = {}
+    for name, by in serving.items():
+        steps.setdefault(by.name, set()).add(next(r for r in sized if r.name == name).iterations)
+    return tuple(
+        replace(r, served_by=serving[r.name].name, directory=serving[r.name].directory)
+        if r.name in serving
+        else replace(r, milestones=tuple(sorted(steps.get(r.name, ()))))
+        for r in sized
+    )
