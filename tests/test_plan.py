@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from conftest import REPO
 
 from drn.cli import main
 from drn.core.errors import UsageError
-from drn.engine.settings import RESUMABLE_CHANGES, TrainSettings
+from drn.engine.settings import RESUMABLE_CHANGES, TrainSettings, is_prefix
 from drn.pipeline.params import load_params, validate_params
 from drn.pipeline.plan import build_plan, run_name
 from drn.pipeline.settings import SETTING_KEYS, settings_from_params
@@ -39,10 +40,73 @@ def test_the_paper_config_plans_every_model_at_every_scale_and_each_ablation_arm
         "edsr_baseline_x4": ("edsr_baseline", 4, 300, "l1", ("control",)),
         "drn_x3_e100": ("drn", 3, 100, "l1", ("ablation",)),  # Table 2, RDBs
         "drn_no_rd_x3_e100": ("drn_no_rd", 3, 100, "l1", ("ablation",)),  # Table 2, no RDBs
+        "drn_plus_x3_e100": ("drn_plus", 3, 100, "l1", ("ablation",)),  # Table 2, DRN+
         "drn_x2_e100": ("drn", 2, 100, "l1", ("ablation",)),  # MAE
         "drn_x2_e100_l2": ("drn", 2, 100, "l2", ("ablation",)),  # MSE
     }  # fmt: skip
-    assert all(r.directory == f"runs/{r.name}" and r.seed == 0 for r in plan.runs)
+    trained = plan.trained_runs()
+    assert len(trained) == 11 and all(r.directory == f"runs/{r.name}" for r in trained)
+    assert all(r.seed == 0 for r in plan.runs)
+
+
+def test_an_ablation_run_that_is_a_main_runs_first_epochs_is_its_checkpoint_there():
+    plan = build_plan(PAPER, passed=None)
+    served = {r.name: (r.served_by, r.iterations, r.model) for r in plan.served_runs()}
+    assert served == {
+        "drn_x2_e100": ("drn_x2", 100_000, "runs/drn_x2/checkpoints/step_100000.pt"),  # MAE
+        "drn_x3_e100": ("drn_x3", 100_000, "runs/drn_x3/checkpoints/step_100000.pt"),  # Table 2
+        "drn_plus_x3_e100": ("drn_plus_x3", 100_000,
+                             "runs/drn_plus_x3/checkpoints/step_100000.pt"),
+    }  # fmt: skip
+    assert plan.run("drn_x3").milestones == (100_000,)
+    assert plan.run("drn_x3").segments == (100_000, 800_000)
+    assert plan.run("drn_x4").segments == (800_000,)
+    # not merged: another loss (MSE), another model (no RDBs)
+    assert plan.run("drn_x2_e100_l2").trained and plan.run("drn_no_rd_x3_e100").trained
+    # Table 2's three arms: two milestones and the no-RDB run
+    arms = {e.arm: e.run for e in plan.group("distillation")}
+    assert arms == {"drn": "drn_x3_e100", "drn_no_rd": "drn_no_rd_x3_e100",
+                    "drn_plus": "drn_plus_x3_e100"}  # fmt: skip
+
+
+def test_a_run_of_another_seed_or_schedule_is_not_a_milestone():
+    plan = build_plan(DEMO, passed=None)  # drn seeds 0 and 1
+    assert plan.run("drn_x2_e0.2").served_by == "drn_x2"
+    assert plan.run("drn_x2_e0.2_s1").served_by == "drn_x2_s1"  # its own seed's main run
+    assert plan.run("drn_x2_e0.2_l2").trained  # another loss
+    params = copy.deepcopy(DEMO)
+    params["ablations"]["distillation"]["scale"] = params["ablations"]["loss"]["scale"] = 3
+    params["downscaled"]["train_photos_x3"] = {"of": "train_photos", "scale": 3}
+    assert build_plan(params, passed=None).run("drn_x3_e0.2").trained  # no x3 main run
+
+    short = settings_from_params(DEMO, "drn", 2, 0.2)
+    long = settings_from_params(DEMO, "drn", 2)
+    assert is_prefix(short, long) and not is_prefix(long, short)
+    assert not is_prefix(replace(short, decay_every=100), long)  # halves at another step
+    assert not is_prefix(replace(short, seed=1), long)
+    assert not is_prefix(replace(short, loss="l2"), long)
+    assert not is_prefix(replace(short, init_from="runs/drn_x2/model.pt"), long)
+
+
+def test_the_milestones_follow_the_ablations_and_leave_the_main_runs_settings_alone():
+    params = copy.deepcopy(PAPER)
+    params["ablations"]["distillation"]["epochs"] = 150
+    plan = build_plan(params, passed=None)
+    assert plan.run("drn_x3").milestones == (150_000,)
+    assert plan.run("drn_x3").keys == build_plan(PAPER, passed=None).run("drn_x3").keys
+
+
+def test_a_milestone_the_main_run_went_past_without_keeping_it_is_trained_apart(tmp_path):
+    params = copy.deepcopy(PAPER)
+    params["paths"]["runs"] = str(tmp_path)
+    (tmp_path / "drn_x3").mkdir()
+    (tmp_path / "drn_x3/progress.json").write_text('{"checkpoint_step": 120000}')
+    plan = build_plan(params)
+    assert plan.run("drn_x3_e100").trained and plan.run("drn_x3").milestones == ()
+    assert not plan.run("drn_x2_e100").trained  # drn_x2 has not started: still a milestone
+    (tmp_path / "drn_x3/checkpoints").mkdir()
+    (tmp_path / "drn_x3/checkpoints/step_100000.pt").write_bytes(b"kept")
+    assert build_plan(params).run("drn_x3_e100").served_by == "drn_x3"
 
 
 def test_the_paper_config_evaluates_every_set_at_every_scale_and_each_ablation_arm():
@@ -52,7 +116,8 @@ def test_the_paper_config_evaluates_every_set_at_every_scale_and_each_ablation_a
         by_label.setdefault(e.label, []).append(e)
     assert {label: len(found) for label, found in by_label.items()} == {
         "bicubic": 15, "drn": 15, "drn-ensemble": 15, "drn_plus": 15, "drn_plus-ensemble": 15,
-        "edsr_baseline": 15, "distillation-drn": 1, "distillation-drn_no_rd": 1, "loss-l1": 1,
+        "edsr_baseline": 15, "distillation-drn": 1, "distillation-drn_no_rd": 1,
+        "distillation-drn_plus": 1, "loss-l1": 1,
         "loss-l2": 1,
     }  # fmt: skip
     assert all(e.self_ensemble == e.label.endswith("-ensemble") for e in plan.evaluations)
@@ -61,7 +126,7 @@ def test_the_paper_config_evaluates_every_set_at_every_scale_and_each_ablation_a
     assert plan.evaluation("drn_plus-ensemble", 4, "Manga109").run == "drn_plus_x4"
     assert plan.evaluation("bicubic", 3, "B100").run is None
     paths = [e.path for e in plan.evaluations]
-    assert len(set(paths)) == len(paths) == 94
+    assert len(set(paths)) == len(paths) == 95
     assert plan.evaluation("loss-l1", 2, "Set5").path == "results/eval/loss-l1/x2/Set5.json"
     named = {r.name for r in plan.runs}
     assert {e.run for e in plan.evaluations} - {None} == named  # every run is evaluated
@@ -75,7 +140,7 @@ def test_runs_of_identical_settings_are_trained_once_and_shared():
     plan = build_plan(one_seed(DEMO))  # the demo's distillation drn and MAE runs are alike
     assert [r.name for r in plan.runs] == [
         "drn_x2", "drn_plus_x2", "edsr_baseline_x2", "drn_x2_e0.2", "drn_no_rd_x2_e0.2",
-        "drn_x2_e0.2_l2",
+        "drn_plus_x2_e0.2", "drn_x2_e0.2_l2",
     ]  # fmt: skip
     assert plan.evaluation("distillation-drn", 2, "photos").run == "drn_x2_e0.2"
     assert plan.evaluation("loss-l1", 2, "photos").run == "drn_x2_e0.2"
@@ -196,7 +261,9 @@ def test_a_broken_ablation_is_refused_naming_its_key(change, message):
 def test_drn_plan_prints_the_runs_and_as_json_the_whole_plan(capsys):
     assert main(["plan", "--params", str(REPO / "params.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "13 training runs" in out and "94 evaluations" in out
+    assert "11 training runs" in out and "95 evaluations" in out
+    assert "3 runs served by milestones of others" in out
+    assert "runs/drn_x3/checkpoints/step_100000.pt" in out
     assert main(["plan", "--params", str(REPO / "params.yaml"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(build_plan(PAPER).to_json()))

@@ -42,11 +42,13 @@ def accepts(constraint: str, name: str) -> bool:
 def test_each_wildcard_accepts_exactly_the_plans_names_escaped():
     rules = Workflow(demo())
     constraints = rules.wildcard_constraints()
-    runs = {run.name for run in rules.plan.runs}
-    assert "drn_x2_e0.2" in runs  # a name with a regular expression's metacharacter
+    runs = {run.name for run in rules.plan.trained_runs()}
+    assert "drn_no_rd_x2_e0.2" in runs  # a name with a regular expression's metacharacter
     assert all(accepts(constraints["run"], name) for name in runs)
-    for other in ("drn_x2_e0x2", "drn_x2_e0.2_", "drn", "drn_x2|drn_x3", "", "x"):
+    for other in ("drn_no_rd_x2_e0x2", "drn_x2_e0.2_", "drn", "drn_x2|drn_x3", "", "x"):
         assert not accepts(constraints["run"], other), other
+    assert not accepts(constraints["run"], "drn_x2_e0.2")  # a milestone of drn_x2: not trained
+    assert accepts(constraints["step"], "200") and not accepts(constraints["step"], "600")
     labels = {e.label for e in rules.plan.evaluations}
     assert {"drn", "drn-ensemble", "distillation-drn_no_rd", "loss-l2_s1"} <= labels
     assert all(accepts(constraints["label"], label) for label in labels - {"bicubic"})
@@ -74,15 +76,35 @@ def test_a_run_reads_its_cache_and_validation_source_and_the_weights_it_starts_f
         "validation": "data/photos",
         "init_from": "runs/drn_x2/model.pt",
     }
-    assert rules.train_inputs(SimpleNamespace(run="drn_x2")) == {
+    assert rules.train_inputs(SimpleNamespace(run="drn_x2", step="3")) == {
         "cache": "data/cache/train/x2",
         "validation": "data/photos",
     }
     params = small_demo()
     params["train"]["validation"]["source"] = None
-    assert Workflow(params).train_inputs(SimpleNamespace(run="drn_x2")) == {
+    assert Workflow(params).train_inputs(SimpleNamespace(run="drn_x2", step="3")) == {
         "cache": "data/cache/train/x2"
     }
+
+
+def test_a_run_trains_in_segments_each_after_the_one_before_and_its_verdict_if_asked():
+    params = demo()
+    rules = Workflow(params)
+    first = SimpleNamespace(run="drn_x2", step="200")
+    assert rules.train_inputs(first) == {
+        "cache": "data/cache/train/x2",
+        "validation": "data/photos",
+    }
+    last = rules.train_inputs(SimpleNamespace(run="drn_x2"))
+    assert last["previous"] == "runs/drn_x2/checkpoints/step_200.pt" and "verdicts" not in last
+    params["train"]["stop_if_behind"] = True  # then the rest waits for the milestone's verdict
+    last = Workflow(params).train_inputs(SimpleNamespace(run="drn_x2"))
+    assert last["verdicts"] == [
+        "results/eval/distillation-drn/x2/photos.json", "results/eval/loss-l1/x2/photos.json",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="no segment ending at step 300"):
+        rules.train_inputs(SimpleNamespace(run="drn_x2", step="300"))
+    assert rules.train_settings(first) == rules.train_settings(SimpleNamespace(run="drn_x2"))
 
 
 def test_a_runs_settings_are_its_train_rules_params_and_prepare_reads_the_lr_source():
@@ -101,10 +123,20 @@ def test_an_evaluation_reads_its_runs_model_and_self_ensembles_if_its_label_says
     rules = Workflow(demo())
     ensemble = SimpleNamespace(label="drn-ensemble_s1", scale="2", dataset="Set5")
     assert rules.evaluated_model(ensemble) == "runs/drn_x2_s1/model.pt"
-    assert rules.ensemble_option(ensemble) == " --self-ensemble"
-    plain = SimpleNamespace(label="loss-l1", scale="2", dataset="photos")
-    assert rules.evaluated_model(plain) == "runs/drn_x2_e0.2/model.pt"
-    assert rules.ensemble_option(plain) == ""
+    assert rules.evaluation_options(ensemble) == " --self-ensemble"
+    plain = SimpleNamespace(label="distillation-drn_no_rd", scale="2", dataset="photos")
+    assert rules.evaluation_inputs(plain) == {
+        "model": "runs/drn_no_rd_x2_e0.2/model.pt",
+        "hr": "data/photos",
+    }
+    assert rules.evaluation_options(plain) == ""
+    # a milestone: the main run's checkpoint at its step, set beside bicubic's score (its floor)
+    milestone = SimpleNamespace(label="loss-l1", scale="2", dataset="photos")
+    assert rules.evaluation_inputs(milestone) == {
+        "model": "runs/drn_x2/checkpoints/step_200.pt", "hr": "data/photos",
+        "bicubic": "results/eval/bicubic/x2/photos.json",
+    }  # fmt: skip
+    assert rules.evaluation_options(milestone) == " --milestone"
     with pytest.raises(UsageError, match="no evaluation drn x3 on photos"):
         rules.evaluated(SimpleNamespace(label="drn", scale="3", dataset="photos"))
 

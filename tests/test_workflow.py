@@ -179,12 +179,18 @@ def test_each_training_stage_tracks_exactly_the_settings_that_change_its_run(con
     plan = build_plan(params)
     stages = yaml.safe_load(dvc_yaml(params, plan))["stages"]
     trained = {n.removeprefix("train-"): s for n, s in stages.items() if n.startswith("train-")}
-    assert list(trained) == [r.name for r in plan.runs]
-    assert all(s["cmd"] == f"drn train --run {n} --gpus {params['resources']['train']['gpu']} "
-               "--if-changed restart" for n, s in trained.items())  # fmt: skip
+    segments = [(r.name, step) for r in plan.trained_runs() for step in r.segments]
+    assert list(trained) == [n if s == plan.run(n).iterations else f"{n}-step{s}"
+                             for n, s in segments]  # fmt: skip
+    gpus = params["resources"]["train"]["gpu"]
+    for name, step in segments:
+        until = "" if step == plan.run(name).iterations else f" --until {step}"
+        stage = trained[name if not until else f"{name}-step{step}"]
+        assert stage["cmd"] == f"drn train --run {name}{until} --gpus {gpus} --if-changed restart"
+        assert stage["params"] == trained[name]["params"]  # a segment's are its run's
     if config == "small demo":
         assert "train.init_from.x3" in plan.run("drn_x3").keys
-    for planned_run in plan.runs:
+    for planned_run in plan.trained_runs():
         name, tracked = planned_run.name, trained[planned_run.name]["params"]
         assert tracked == [key for key in planned_run.keys if has(params, key)]
         for key in tracked:  # each changes what the run computes, which run it is, or its use
@@ -241,21 +247,27 @@ def test_an_unknown_source_in_a_setting_is_named(tmp_path):
     assert "evaluation.datasets: unknown source 'Set6'" in out
 
 
-# The small demo's plan (pipeline.small_demo): its ablations train as long as the main runs, so
-# the distillation arm drn and the loss arm l1 are the main run drn_x2, and the arm drn_no_rd is
-# drn_no_rd_x2 (train.epochs.drn_no_rd); drn is trained with two seeds (train.seeds); the control
-# edsr_baseline at both scales: 11 runs.
+# The small demo's plan (pipeline.small_demo): its ablations train half as long as the main runs,
+# so the distillation arms drn and drn_plus and the loss arm l1 are milestones (step 3 of 6) of
+# the main runs drn_x2 (and drn_x2_s1: drn is trained with two seeds, train.seeds) and
+# drn_plus_x2; the arms drn_no_rd and l2 are trained; the control edsr_baseline at both scales:
+# 11 trained runs, 3 milestones.
 SMALL_DEMO_RUNS = {
-    "drn_x2": "main,ablation", "drn_x2_s1": "main,ablation", "drn_x3": "main",
-    "drn_x3_s1": "main", "drn_plus_x2": "main", "drn_plus_x3": "main",
-    "drn_no_rd_x2": "ablation", "drn_x2_l2": "ablation", "drn_x2_l2_s1": "ablation",
+    "drn_x2": "main", "drn_x2_s1": "main", "drn_x3": "main", "drn_x3_s1": "main",
+    "drn_plus_x2": "main", "drn_plus_x3": "main", "drn_no_rd_x2_e0.003": "ablation",
+    "drn_x2_e0.003_l2": "ablation", "drn_x2_e0.003_l2_s1": "ablation",
     "edsr_baseline_x2": "control", "edsr_baseline_x3": "control",
+}  # fmt: skip
+SMALL_DEMO_MILESTONES = {
+    "drn_x2_e0.003": "drn_x2", "drn_x2_e0.003_s1": "drn_x2_s1", "drn_plus_x2_e0.003": "drn_plus_x2",
 }  # fmt: skip
 
 
 def test_the_small_demo_plans_the_runs_the_end_to_end_tests_expect():
-    runs = build_plan(small_demo()).runs
-    assert {run.name: ",".join(run.roles) for run in runs} == SMALL_DEMO_RUNS
+    plan = build_plan(small_demo(), passed=None)
+    trained = {run.name: ",".join(run.roles) for run in plan.trained_runs()}
+    assert trained == SMALL_DEMO_RUNS
+    assert {run.name: run.served_by for run in plan.served_runs()} == SMALL_DEMO_MILESTONES
 
 
 def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
@@ -347,7 +359,7 @@ def test_dvc_exp_run_with_a_changed_setting(tmp_path):
     run(workspace, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline")
     out = run(workspace, BIN / "dvc", "exp", "run", "-S", "train.optimizer.lr=0.001")
     assert "Ran experiment" in out
-    for name in ("drn_x2", "drn_no_rd_x2", "drn_x2_l2"):  # every run of the plan
+    for name in ("drn_x2", "drn_no_rd_x2_e0.003", "drn_x2_e0.003_l2"):  # every trained run
         settings = json.loads((workspace / f"runs/{name}/settings.json").read_text())
         assert settings["learning_rate"] == 0.001
 
@@ -373,11 +385,12 @@ def test_the_demo_dag_with_the_slurm_profile_on_a_real_cluster(tmp_path, slurm):
     )  # fmt: skip
     assert "100%) done" in out
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
-    # every job but `all` ran as a Slurm job: 2 fetch, 1 downscale, 1 prepare, 4 train (drn_x2,
-    # drn_plus_x2, drn_no_rd_x2, drn_x2_l2), 1 bicubic and 7 model evaluations, summary, report
-    assert len(submitted) == 18
+    # every job but `all` ran as a Slurm job: 2 fetch, 1 downscale, 1 prepare, 6 train (drn_x2
+    # and drn_plus_x2 in two segments each, drn_no_rd_x2_e0.003, drn_x2_e0.003_l2), 1 bicubic
+    # and 8 model evaluations (3 of them milestones), summary, report
+    assert len(submitted) == 21
     rows = json.loads((workspace / "results/summary.json").read_text())
-    assert len(rows) == 8
+    assert len(rows) == 9
     for job in submitted:  # Slurm ran them (it remembers finished jobs for MinJobAge)
         state = run(workspace, "scontrol", "show", "job", job, env=slurm)
         assert "JobState=COMPLETED" in state

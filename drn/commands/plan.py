@@ -20,8 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "plan", help="every training run and evaluation params.yaml asks for",
         description="Print the experiment plan of params.yaml: the training runs (identical "
-        "ones merged) and the evaluations, with their files; with --cost, each run's iterations "
-        "and projected GPU-hours instead.",
+        "ones merged; a run that is the first steps of a longer one is that run's checkpoint at "
+        "that step, a milestone) and the evaluations, with their files; with --cost, each "
+        "trained run's iterations and projected GPU-hours instead.",
     )  # fmt: skip
     add_params_option(parser)
     output = parser.add_mutually_exclusive_group()
@@ -59,13 +60,38 @@ def run(args: argparse.Namespace) -> None:
     if args.json:
         say(json.dumps(plan.to_json(), indent=2))
         return
-    runs = Table(title=f"{len(plan.runs)} training runs", title_justify="left")
-    for column in ("run", "roles", "model", "scale", "epochs", "loss", "seed", "directory"):
+    trained = plan.trained_runs()
+    runs = Table(title=f"{len(trained)} training runs", title_justify="left")
+    columns = (
+        "run",
+        "roles",
+        "model",
+        "scale",
+        "epochs",
+        "loss",
+        "seed",
+        "milestones",
+        "directory",
+    )
+    for column in columns:
         runs.add_column(column, justify="right" if column in ("scale", "epochs") else "left")
-    for r in plan.runs:
+    for r in trained:
+        kept = ", ".join(f"{s:,}" for s in r.milestones)
         runs.add_row(r.name, ", ".join(r.roles), r.variant, f"x{r.scale}", f"{r.epochs:g}",
-                     r.loss, str(r.seed), r.directory)  # fmt: skip
+                     r.loss, str(r.seed), kept, r.directory)  # fmt: skip
     print_whole(runs)
+    served = plan.served_runs()
+    if served:
+        milestones = Table(
+            title=f"{len(served)} runs served by milestones of others (not trained: the first "
+            "steps of a longer run, its checkpoint at that step)", title_justify="left",
+        )  # fmt: skip
+        for column in ("run", "roles", "is run", "at step", "checkpoint"):
+            milestones.add_column(column, justify="right" if column == "at step" else "left")
+        for r in served:
+            milestones.add_row(r.name, ", ".join(r.roles), str(r.served_by), f"{r.iterations:,}",
+                               r.model)  # fmt: skip
+        print_whole(milestones)
     evaluations = Table(title=f"{len(plan.evaluations)} evaluations", title_justify="left")
     for column in ("label", "group", "run", "scales", "datasets", "self-ensemble"):
         evaluations.add_column(column)

@@ -62,7 +62,7 @@ def plan_cost(params: dict[str, Any], plan: Any) -> tuple[Any | None, str]:
 def check_plan(params: dict[str, Any], plan: Any, cost: Any | None, why: str) -> Result:
     from drn.pipeline.settings import settings_from_params
 
-    runs, evaluations = len(plan.runs), len(plan.evaluations)
+    runs, evaluations = len(plan.trained_runs()), len(plan.evaluations)
     if cost is not None and not params["resources"]["train"]["gpu"]:
         iterations = cost.total.iterations
         projection = "no GPU-hours: resources.train.gpu is 0 (the runs train on CPUs)"
@@ -73,7 +73,7 @@ def check_plan(params: dict[str, Any], plan: Any, cost: Any | None, why: str) ->
     else:
         iterations = sum(
             settings_from_params(params, r.variant, r.scale, r.epochs, r.loss, r.seed).iterations
-            for r in plan.runs
+            for r in plan.trained_runs()
         )  # fmt: skip
         projection = why
     return Result("plan", OK, f"{runs} training runs ({iterations:,} iterations), "

@@ -288,12 +288,13 @@ def disk_needs(params: dict[str, Any], plan: Any, online: bool = False,
         needs.append(Need(Path(cache), "decoded cache", f"decoded cache x{scale}", size, why))
     tracked = params["tracking"]["enabled"]
     uri = os.environ.get("MLFLOW_TRACKING_URI") or params["tracking"]["uri"]
-    for run in plan.runs:
+    for run in plan.trained_runs():  # a milestone is a checkpoint of another run: 1 x size
         if (Path(run.directory) / "model.pt").is_file():
             continue
         size = weights(params, run.variant, run.scale)
         # model.pt, best.pt, and last.pt with Adam's two moments beside the weights
-        needs.append(Need(Path(run.directory), "checkpoints", run.name, 5 * size))
+        needs.append(Need(Path(run.directory), "checkpoints", run.name,
+                          (5 + len(run.milestones)) * size))  # fmt: skip
         if tracked and not uri.startswith(("http://", "https://")):
             needs.append(Need(Path("mlruns"), "MLflow artifacts", run.name, 2 * size,
                               "MLflow artifacts: model.pt and the exported model"))  # fmt: skip

@@ -210,13 +210,14 @@ def total(costs: list[RunCost] | tuple[RunCost, ...]) -> Total:
 
 
 def estimate_plan(params: dict[str, Any], plan: Plan | None = None) -> PlanCost:
-    """The projected cost of every run of the plan of ``params``, their total, the measurements
-    they rest on and what the projection leaves out."""
+    """The projected cost of every trained run of the plan of ``params`` (a milestone, served by
+    another run's checkpoint, costs nothing), their total, the measurements they rest on and what
+    the projection leaves out."""
     if plan is None:
         from drn.pipeline.plan import build_plan
 
         plan = build_plan(params)
-    costs = tuple(estimate(params, run) for run in plan.runs)
+    costs = tuple(estimate(params, run) for run in plan.trained_runs())
     used = {i for c in costs for i in c.sources}
     sources = tuple(m for m in measurements() if m.id in used)
     return PlanCost(costs, total(costs), sources, _notes(params, costs, sources))

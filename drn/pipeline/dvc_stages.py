@@ -7,8 +7,10 @@ from what this module makes of its params.yaml. No torch here.
 
 **Stages.** ``fetch@SOURCE`` and ``downscale@SOURCE`` for every source the plan needs (the
 report reads their data hashes in dvc.lock by these names), ``prepare@xSCALE`` for every scale
-trained at, ``train-RUN`` for every run of the plan, ``evaluate_bicubic@KEY`` and
-``evaluate@KEY`` for every evaluation (KEY: ``{label}-x{scale}-{dataset}``), ``summary``,
+trained at, ``train-RUN`` for every trained run of the plan, ``train-RUN-stepN`` for its segment
+up to each milestone N (the checkpoint a shorter run of the plan is), ``evaluate_bicubic@KEY``,
+``evaluate@KEY`` and ``evaluate_milestone@KEY`` (a milestone's, which reads bicubic's score: its
+verdict's floor) for every evaluation (KEY: ``{label}-x{scale}-{dataset}``), ``summary``,
 ``report``. A group whose stages all have the same shape is one ``foreach`` over literal items;
 training runs are explicit stages, as each tracks its own list of params (DVC templates strings,
 not lists). DVC accepts a ``.`` in such names (``train-drn_x2_e0.2``; only ``dvc stage add``
@@ -35,7 +37,7 @@ import yaml
 
 from drn.core.errors import UsageError
 from drn.pipeline.params import source_path
-from drn.pipeline.plan import Evaluation, Plan, Run
+from drn.pipeline.plan import Evaluation, Plan, Run, milestone_checkpoint
 from drn.pipeline.settings import settings_from_params, training_data
 
 HEADER = """\
@@ -55,6 +57,10 @@ EVALUATE_BICUBIC = {
     "metrics": [{"${item.json}": NOT_CACHED}],
 }
 EVALUATE = {**EVALUATE_BICUBIC, "deps": ["${item.model}", "${item.hr}"]}
+EVALUATE_MILESTONE = {
+    **EVALUATE_BICUBIC,
+    "deps": ["${item.model}", "${item.hr}", "${item.bicubic}"],
+}
 
 
 def dvc_yaml(params: dict[str, Any], plan: Plan) -> str:
@@ -77,13 +83,20 @@ def dvc_yaml(params: dict[str, Any], plan: Plan) -> str:
         }
         stages["downscale"] = {"foreach": items, "do": DOWNSCALE}
     stages["prepare"] = _prepare(params, sorted({run.scale for run in plan.runs}))
-    stages.update((f"train-{run.name}", _train(params, run)) for run in plan.runs)
+    for run in plan.trained_runs():
+        stages.update((_stage_name(run, step), _train(params, plan, run, step))
+                      for step in run.segments)  # fmt: skip
     bicubic = [e for e in plan.evaluations if e.run is None]
-    models = [e for e in plan.evaluations if e.run is not None]
-    for group, template, found in (("evaluate_bicubic", EVALUATE_BICUBIC, bicubic),
-                                   ("evaluate", EVALUATE, models)):  # fmt: skip
-        if found:
-            stages[group] = {"foreach": _evaluations(params, plan, found), "do": template}
+    models = _evaluations(params, plan, [e for e in plan.evaluations if e.run is not None])
+    milestones = {key: item for key, item in models.items() if "bicubic" in item}
+    models = {key: item for key, item in models.items() if key not in milestones}
+    for group, template, items in (
+        ("evaluate_bicubic", EVALUATE_BICUBIC, _evaluations(params, plan, bicubic)),
+        ("evaluate", EVALUATE, models),
+        ("evaluate_milestone", EVALUATE_MILESTONE, milestones),  # + bicubic's score: its floor
+    ):
+        if items:
+            stages[group] = {"foreach": items, "do": template}
     results, reports = params["paths"]["results"], params["paths"]["reports"]
     summary = [f"{results}/summary.md", f"{results}/summary.json"]
     evaluations = [e.path for e in plan.evaluations]
@@ -102,13 +115,32 @@ def dvc_yaml(params: dict[str, Any], plan: Plan) -> str:
     return HEADER + re.sub(r"(?<!stages:)\n(  \S)", r"\n\n\1", text)  # a blank line between stages
 
 
-def _train(params: dict[str, Any], run: Run) -> dict[str, Any]:
+def _stage_name(run: Run, step: int) -> str:
+    """``train-RUN``, or ``train-RUN-step<N>`` for its segment up to milestone N."""
+    return f"train-{run.name}" if step == run.iterations else f"train-{run.name}-step{step}"
+
+
+def _train(params: dict[str, Any], plan: Plan, run: Run, step: int) -> dict[str, Any]:
+    """The stage of `run`'s segment up to `step`: after its first, it depends on the checkpoint
+    the one before kept (and, with train.stop_if_behind, on that milestone's evaluations); the
+    last writes model.pt and the curves, the others their step's checkpoint."""
     settings = settings_from_params(params, run.variant, run.scale, run.epochs, run.loss, run.seed)
     gpus = params["resources"]["train"]["gpu"]
-    return {
-        "cmd": f"drn train --run {run.name} --gpus {gpus} --if-changed restart",
-        "deps": [settings.cache, *(p for p in (settings.val_hr, settings.init_from) if p)],
+    until = "" if step == run.iterations else f" --until {step}"
+    before = [s for s in run.milestones if s < step]
+    deps = [settings.cache, *(p for p in (settings.val_hr, settings.init_from) if p)]
+    if before:
+        deps.append(milestone_checkpoint(run.directory, before[-1]))
+        if params["train"].get("stop_if_behind"):
+            deps.extend(e.path for e in plan.milestone_evaluations(run.name, before[-1]))
+    stage: dict[str, Any] = {
+        "cmd": f"drn train --run {run.name}{until} --gpus {gpus} --if-changed restart",
+        "deps": deps,
         "params": [key for key in run.keys if _present(params, key)],
+    }
+    if step != run.iterations:
+        return stage | {"outs": [milestone_checkpoint(run.directory, step)]}
+    return stage | {
         "outs": [run.model],
         "plots": [
             {f"{run.directory}/train_curve.csv": {"x": "step", "y": "loss", **NOT_CACHED}},
@@ -164,12 +196,20 @@ def _evaluations(params: dict[str, Any], plan: Plan, found: list[Evaluation]) ->
         key = f"{e.label}-x{e.scale}-{e.dataset}"
         if key in items:
             raise UsageError(f"dvc.yaml: two evaluations would be stage {key}; rename a source")
-        model, hr = plan.run(e.run).model if e.run else None, _source(params, e.dataset)
+        run = plan.run(e.run) if e.run else None
+        model, hr = run.model if run else None, _source(params, e.dataset)
+        milestone = run is not None and not run.trained
         cmd = (
             f"drn evaluate --model {model or 'bicubic'} --hr {hr} --scale {e.scale} "
             f"--json {e.path}{' --self-ensemble' if e.self_ensemble else ''}"
+            f"{' --milestone' if milestone else ''}"
         )
-        items[key] = {"cmd": cmd, **({"model": model} if model else {}), "hr": hr, "json": e.path}
+        item = {"cmd": cmd, **({"model": model} if model else {}), "hr": hr, "json": e.path}
+        if milestone:  # its verdict's floor where no published number exists: bicubic's score
+            floor = [b.path for b in plan.evaluations
+                     if b.run is None and (b.scale, b.dataset) == (e.scale, e.dataset)]  # fmt: skip
+            item.update({"bicubic": floor[0]} if floor else {})
+        items[key] = item
     return items
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from drn.engine.settings import TrainSettings, result_settings
 from drn.pipeline import job as attempts
 from drn.pipeline.params import source_path, validate_params
-from drn.pipeline.plan import Evaluation, build_plan, run_directory
+from drn.pipeline.plan import Evaluation, build_plan, milestone_checkpoint, run_directory
 from drn.pipeline.settings import settings_from_params
 
 BRIEF_MINUTES = 5  # the time limit of an attempt that will not run (it prints why and exits)
@@ -69,7 +69,8 @@ class Workflow:
         return {
             "source": alternatives(self.config["sources"]),
             "derived": alternatives(self.downscaled),
-            "run": alternatives(run.name for run in plan.runs),
+            "run": alternatives(run.name for run in plan.trained_runs()),
+            "step": alternatives(step for run in plan.runs for step in run.milestones),
             "label": alternatives(e.label for e in plan.evaluations if e.run),
             "dataset": alternatives(e.dataset for e in plan.evaluations),
             "scale": r"\d+",
@@ -99,12 +100,25 @@ class Workflow:
         its job, which sets the old run directory aside (never deleted) and starts afresh."""
         return result_settings(self.run_settings(wildcards.run))
 
-    def train_inputs(self, wildcards: Any) -> dict[str, str]:
-        """What a run reads: its scale's training cache, the validation source and the weights it
-        starts from (train.init_from), if any."""
+    def train_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """What a run's segment (up to ``wildcards.step``; without it, the last) reads: its
+        scale's training cache, the validation source and the weights it starts from
+        (train.init_from), if any; after the first segment the checkpoint the one before kept,
+        and with train.stop_if_behind that milestone's evaluations (their verdict)."""
         settings = self.run_settings(wildcards.run)
         optional = {"validation": settings.val_hr, "init_from": settings.init_from}
-        return {"cache": settings.cache, **{k: v for k, v in optional.items() if v}}
+        inputs = {"cache": settings.cache, **{k: v for k, v in optional.items() if v}}
+        run = self.plan.run(wildcards.run)
+        step = int(getattr(wildcards, "step", run.iterations))
+        if step not in run.segments:
+            raise ValueError(f"run {run.name} has no segment ending at step {step}")
+        before = [s for s in run.milestones if s < step]
+        if before:
+            inputs["previous"] = milestone_checkpoint(run.directory, before[-1])
+            if self.config["train"].get("stop_if_behind"):
+                evaluated = self.plan.milestone_evaluations(run.name, before[-1])
+                inputs["verdicts"] = [e.path for e in evaluated]
+        return inputs
 
     def evaluated(self, wildcards: Any) -> Evaluation:
         return self.plan.evaluation(wildcards.label, wildcards.scale, wildcards.dataset)
@@ -114,8 +128,30 @@ class Workflow:
         assert run is not None  # the label wildcard accepts no bicubic
         return self.plan.run(run).model
 
-    def ensemble_option(self, wildcards: Any) -> str:
-        return " --self-ensemble" if self.evaluated(wildcards).self_ensemble else ""
+    def evaluation_inputs(self, wildcards: Any) -> dict[str, str]:
+        """What an evaluation reads: the model, the HR images and, for a milestone (a run
+        served by another's checkpoint), bicubic's score of that set: the floor its verdict is
+        set against where no published number exists at that point."""
+        evaluation = self.evaluated(wildcards)
+        inputs = {
+            "model": self.evaluated_model(wildcards),
+            "hr": self.source_dir(evaluation.dataset),
+        }
+        if self.is_milestone(evaluation):
+            where = (evaluation.scale, evaluation.dataset)
+            bicubic = [e.path for e in self.plan.evaluations
+                       if e.run is None and (e.scale, e.dataset) == where]  # fmt: skip
+            inputs.update({"bicubic": bicubic[0]} if bicubic else {})
+        return inputs
+
+    def is_milestone(self, evaluation: Evaluation) -> bool:
+        return evaluation.run is not None and not self.plan.run(evaluation.run).trained
+
+    def evaluation_options(self, wildcards: Any) -> str:
+        """`` --self-ensemble`` and, for a milestone, `` --milestone`` (the early verdict)."""
+        evaluation = self.evaluated(wildcards)
+        ensemble = " --self-ensemble" if evaluation.self_ensemble else ""
+        return ensemble + (" --milestone" if self.is_milestone(evaluation) else "")
 
     # --- resources, threads, the command -------------------------------------------------------
 

@@ -22,12 +22,11 @@ rule evaluate_bicubic:
 
 rule evaluate:
     input:
-        model=W.evaluated_model,
-        hr=lambda w: source_dir(w.dataset),
+        unpack(W.evaluation_inputs),  # model, hr; a milestone's: bicubic's score, its floor
     output:
         eval_path(config, "{label}", "{scale}", "{dataset}"),
     params:
-        ensemble=W.ensemble_option,
+        options=W.evaluation_options,  # --self-ensemble; --milestone: the early verdict
     threads: job_threads("evaluate")
     resources:
         **job_resources("evaluate"),
@@ -38,7 +37,7 @@ rule evaluate:
     shell:
         supervised(
             "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-            "--json {output}{params.ensemble}"
+            "--json {output}{params.options}"
         )
 
 

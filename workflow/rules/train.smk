@@ -1,5 +1,28 @@
-# Training: every run of the plan (`drn plan`), one job each, resumed from its checkpoint when
-# retried (a run of changed settings starts afresh). runs/<run>/train.log keeps every attempt.
+# Training: every trained run of the plan (`drn plan`) in segments, one job up to each milestone
+# (checkpoints/step_<N>.pt, evaluated while the rest trains), then one to its end, all in one run
+# directory and MLflow run; a retried job resumes from its checkpoint. The outputs are what a
+# segment writes at its end: a job refused (a live trainer holds the run) has none to remove.
+
+
+rule train_segment:
+    input:
+        unpack(W.train_inputs),
+    output:
+        f"{RUN}/checkpoints/step_{{step}}.pt",
+    params:
+        settings=W.train_settings,  # the run's own: a milestone moved does not rerun it
+    threads: job_threads("train")
+    resources:
+        **job_resources("train"),
+    log:
+        f"{LOGS}/train/{{run}}_step{{step}}.log",
+    conda:
+        ENV
+    shell:
+        supervised(
+            f"drn train --run {{wildcards.run}} --until {{wildcards.step}} --gpus {W.gpus('train')} "
+            "--if-changed restart"
+        )
 
 
 rule train:
@@ -7,8 +30,6 @@ rule train:
         unpack(W.train_inputs),
     output:
         model=f"{RUN}/model.pt",
-        train_curve=f"{RUN}/train_curve.csv",
-        val_curve=f"{RUN}/val_curve.csv",
     params:
         settings=W.train_settings,  # a change reruns the job
     threads: job_threads("train")
