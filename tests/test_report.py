@@ -24,6 +24,7 @@ SECTIONS = (
     "calibration",
     "ablation-distillation",
     "ablation-loss",
+    "milestones",
     "fig2",
     "visual",
     "curves",
@@ -60,7 +61,8 @@ def test_the_report_of_the_demo_run_has_every_section(report):
         assert f'id="{section}"' in html
     for heading in ("Verdicts", "Table 3", "Calibration",
                     "Residual distilling blocks on and off (Table 2)",
-                    "MAE (the paper's loss) against MSE", "Performance against model size",
+                    "MAE (the paper's loss) against MSE", "Milestones",
+                    "Performance against model size",
                     "Visual comparisons", "Training curves", "Provenance",
                     "Other evaluations"):  # fmt: skip
         assert f"\n## {heading}" in markdown
@@ -92,13 +94,21 @@ def test_the_demo_evaluations_are_shown_and_its_runs_labelled_demo_scale(report)
     provenance = markdown.split("## Provenance")[1]
     drn_x2 = next(line for line in provenance.splitlines() if line.startswith("| drn_x2 |"))
     cells = [c.strip() for c in drn_x2.strip("| ").split("|")]
-    assert cells[1] == "main, ablation"  # also the distillation-drn and loss-l1 run (the same)
+    assert cells[1] == "main"  # distillation-drn and loss-l1 are its milestone at step 3
     assert cells[2] == "6" and cells[3].startswith("CPU (") and cells[4].endswith(" s")
     assert cells[5] == "none (CPU)" and len(cells[6].strip("`")) == 16 and len(cells[7]) == 32
-    assert "| drn_x2_s1 | main, ablation |" in provenance
+    assert "| drn_x2_s1 | main |" in provenance
+    assert "| drn_x2_e0.003 | ablation | 3 | a milestone: drn_x2's checkpoint" in provenance
     distillation = section_of(markdown, "Residual distilling blocks on and off (Table 2)")
-    assert "| drn | drn_x2, drn_x2_s1 | " in distillation
-    assert "| drn_no_rd | drn_no_rd_x2 | " in distillation
+    assert "| drn | drn_x2_e0.003, drn_x2_e0.003_s1 | " in distillation
+    assert "| drn_no_rd | drn_no_rd_x2_e0.003 | " in distillation
+    assert "| drn_plus | drn_plus_x2_e0.003 | " in distillation  # beside the paper's DBN+
+    milestones = section_of(markdown, "Milestones")
+    assert "**This is a demo-scale run (" in milestones
+    verdict = r"\| (on course|behind) \(demo scale\) \|$"  # photos: bicubic's floor, no paper's
+    row = r"^\| distillation-drn \| drn_x2_e0\.003 \| drn_x2 \| 3 \| photos x2 \| \d+\.\d\d \| "
+    assert re.search(row + r"\d+\.\d\d, bicubic \(no published number at this point\) \| "
+                     r"[+-]\d+\.\d\d " + verdict, milestones, re.M), milestones  # fmt: skip
 
 
 def section_of(markdown, heading):
@@ -135,20 +145,25 @@ def test_the_demo_report_has_set5_x2_over_two_seeds_with_a_verdict(report):
 
 def test_the_demo_ablations_report_paired_intervals(report):
     markdown = report[1]
-    for heading, first, other, images, seeds in (
-        ("Residual distilling blocks on and off (Table 2)", "drn", "drn_no_rd", 2, 1),
-        ("MAE (the paper's loss) against MSE", "l1", "l2", 2, 2),
-    ):
+    for heading, pairs in (
+        ("Residual distilling blocks on and off (Table 2)",
+         [("drn", "drn_no_rd", 2, 1), ("drn", "drn_plus", 2, 1)]),  # one seed of each but drn
+        ("MAE (the paper's loss) against MSE", [("l1", "l2", 2, 2)]),
+    ):  # fmt: skip
         block = section_of(markdown, heading)
         assert "**This is a demo-scale run (" in block
-        (row,) = PAIRED.findall(block)
-        assert row[0] == f"{first} - {other}"
-        assert (int(row[1]), int(row[2]), int(row[3])) == (images * seeds, images, seeds)
-        assert float(row[5]) <= float(row[4]) <= float(row[6])
-        (said,) = JUDGEMENT.findall(block)  # one sentence: the paper claims a direction
-        assert said in ("supported", "not supported", "not resolved by this data")
+        rows = PAIRED.findall(block)
+        assert len(rows) == len(pairs)
+        for row, (first, other, images, seeds) in zip(rows, pairs, strict=True):
+            assert row[0] == f"{first} - {other}"
+            assert (int(row[1]), int(row[2]), int(row[3])) == (images * seeds, images, seeds)
+            assert float(row[5]) <= float(row[4]) <= float(row[6])
+        said = JUDGEMENT.findall(block)  # one sentence each: the paper claims a direction
+        assert len(said) == len(pairs)
+        assert set(said) <= {"supported", "not supported", "not resolved by this data"}
     distillation = section_of(markdown, "Residual distilling blocks on and off (Table 2)")
     assert "+0.15 dB (Table 2: RDBs 33.98 - No RDBs 33.83)" in distillation
+    assert "-0.37 dB (Table 2: RDBs 33.98 - DBN+ 34.35)" in distillation  # DBN+: read as DRN+
     loss = section_of(markdown, "MAE (the paper's loss) against MSE")
     assert (
         "direction only, first arm better; no size" in loss and "the paper gives no size." in loss
@@ -216,7 +231,10 @@ def test_computed_parameter_counts_add_up_from_their_layer_shapes(method):
         ([0.01, -0.04], None, "reproduced: within 0.05 dB on all 2 sets (mean -0.01; n = 1 seed)"),
         ([-0.2, -0.1, 0.02], None,
          "below the paper: mean -0.09 dB over 3 sets (-0.20 to +0.02; n = 1 seed)"),
-        ([0.3], None, "above the paper: mean +0.30 dB over 1 set (+0.30 to +0.30; n = 1 seed)"),
+        # one set: no range over sets; its seeds' range where there are several seeds
+        ([0.3], None, "above the paper: mean +0.30 dB over 1 set (n = 1 seed)"),
+        ([-0.3], [(-0.35, -0.25)],
+         "below the paper: mean -0.30 dB over 1 set (seeds' range -0.35 to -0.25; n = 2 seeds)"),
         # two seeds: -0.25 and +0.05 from the paper's value, which lies between them
         ([-0.1], [(-0.25, 0.05)],
          "inconclusive: mean -0.10 dB over 1 set, outside 0.05 dB, but the paper's value lies "

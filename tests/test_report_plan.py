@@ -43,6 +43,7 @@ FAKE = {
     "drn_s1": (37.70, 0.9570),  # drn's second seed: 37.68 +- 0.03 (n = 2)
     "edsr_baseline": (37.95, 0.9600),  # the control on Set5 x2 (published: 37.98/0.9604)
 }
+BICUBIC_PHOTOS = (29.00, 0.8500)  # bicubic on photos x2: the floor of the milestones there
 OFFSETS = {
     "distillation-drn_no_rd": (-0.15, 0.0, 0.15),
     "loss-l2": (0.1, 0.0, -0.1),
@@ -74,13 +75,16 @@ def fake_result(psnr: float, ssim: float, scale: int, offsets=(-0.1, 0.0, 0.1)) 
     return {"psnr": psnr, "ssim": ssim, "scale": scale, "images": images}
 
 
+VAL_CURVE = [[100, 29.0], [200, 29.5], [300, 30.0], [600, 31.0]]  # drn_x2's validation PSNR
+
+
 def fake_checkpoint(path: Path, variant: str) -> None:
     from drn.engine.checkpoint import save_checkpoint
     from drn.models import build_model
 
     training = {
         "step": 600, "train_seconds": 42.0, "device": "CPU (test)", "data_version": "f" * 16,
-        "history": {"train": [[100, 0.1], [600, 0.05]], "val": [[300, 30.0], [600, 31.0]]},
+        "history": {"train": [[100, 0.1], [600, 0.05]], "val": VAL_CURVE},
     }  # fmt: skip
     save_checkpoint(path, build_model(variant, 2, **TINY), training)
 
@@ -88,8 +92,9 @@ def fake_checkpoint(path: Path, variant: str) -> None:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """The report of params_with_throwaway() in a fresh folder: the JSONs of FAKE written where
-    the plan says (on Set5 only, for the Table 3 and calibration labels), drn_x2_e0.3
-    trained (a checkpoint), drn_x2 only a model.pt (for the visual), every other run not."""
+    the plan says (on Set5 only, for the Table 3 and calibration labels; bicubic also on photos,
+    the milestones' floor), drn_x2 trained (a checkpoint, its model.pt and the checkpoints it
+    keeps at steps 200 and 300, which serve drn_x2_e0.2 and drn_x2_e0.3), every other run not."""
     from drn.report import build_report
 
     folder = tmp_path_factory.mktemp("report")
@@ -106,9 +111,14 @@ def workspace(tmp_path_factory):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 offsets = OFFSETS.get(evaluation.label, (-0.1, 0.0, 0.1))
                 path.write_text(json.dumps(fake_result(psnr, ssim, evaluation.scale, offsets)))
-        run = plan.run("drn_x2_e0.3")
+        floor = Path(plan.evaluation("bicubic", 2, "photos").path)  # the milestones' floor
+        floor.parent.mkdir(parents=True, exist_ok=True)
+        floor.write_text(json.dumps(fake_result(*BICUBIC_PHOTOS, 2)))
+        run = plan.run("drn_x2")
         fake_checkpoint(Path(run.directory) / "checkpoints" / "last.pt", run.variant)
-        fake_checkpoint(Path(plan.run("drn_x2").model), "drn")  # a model, no training record
+        fake_checkpoint(Path(run.model), "drn")  # its model (for the visual)
+        for served in plan.served_runs("drn_x2"):  # the milestones it kept: they stay served
+            fake_checkpoint(Path(served.model), "drn")
         photo = data.chelsea()[100:196, 150:246]
         Path("data/photos").mkdir(parents=True)
         Image.fromarray(photo).save("data/photos/chelsea.png")
@@ -206,15 +216,15 @@ def test_table3_cells_are_over_seeds_and_each_empty_one_says_why(workspace):
     ]  # bold: our best in the row; the self-ensemble sits beside the paper's DRN
     assert rows["Set5", "x3"][0] == "not planned<br>30.39 / 0.8688"  # the demo is x2 only
     assert (
-        "- **DRN x2**: below the paper: mean -0.38 dB over 1 set (-0.38 to -0.38; n = 2 seeds)"
-        in markdown
+        "- **DRN x2**: below the paper: mean -0.38 dB over 1 set "
+        "(seeds' range -0.40 to -0.36; n = 2 seeds)" in markdown
     )
     assert "- **DRN+ x2**: not run" in markdown and "- **DRN+ x3**: not planned" in markdown
     assert "DRN+ (self-ensemble) x2" not in markdown  # no verdict for a column not planned
     other = section(markdown, "Other evaluations")
     assert "| drn | x2 | photos | - | not run | drn_x2 |" in other
     assert "| drn_s1 | x2 | photos | - | not run | drn_x2_s1 |" in other
-    assert "| bicubic | x2 | photos | - | not run | - |" in other
+    assert "| bicubic | x2 | photos | 3 | 29.00 / 0.8500 | - |" in other
     assert "Set5" not in other and "distillation" not in other  # shown in their own sections
     assert "edsr_baseline" not in other  # in Calibration
 
@@ -233,8 +243,10 @@ def test_the_demo_scale_runs_are_labelled_so(workspace):
     assert "**This is a demo-scale run (200 iterations; the paper: 800,000)**" in loss
     calibration = section(markdown, "Calibration")
     assert "demo-scale run (600 iterations; the published recipe: 300,000)" in calibration
-    # verdicts, Table 3, the three ablations, the control
-    assert html.count("<b>This is a demo-scale run (") == 6
+    milestones = section(markdown, "Milestones")  # steps of the demo-scale main runs
+    assert f"**This is a {label}**" in milestones
+    # verdicts, Table 3, the three ablations, the milestones, the control
+    assert html.count("<b>This is a demo-scale run (") == 7
 
 
 def test_the_papers_recipe_is_not_demo_scale():
@@ -323,11 +335,16 @@ def test_provenance_lists_every_run_of_the_plan_with_its_roles(workspace):
     block = section(markdown, "Provenance")
     rows = {r[0]: r[1:] for r in table_rows(block, "") if r[0] in {p.name for p in plan.runs}}
     assert list(rows) == [run.name for run in plan.runs]
-    assert rows["drn_x2_e0.3"][:5] == ["ablation", "600", "CPU (test)", "42 s", "none (CPU)"]
-    assert rows["drn_x2"][:2] == ["main", "not run"]
-    assert rows["drn_x2_e0.2"][:2] == ["ablation", "not run"]  # distillation-drn and loss-l1
-    assert all(row[-1] == "none (CPU)" for row in rows.values())  # projected: the demo's CPU
-    assert re.search(r'<td class="label">drn_x2</td><td class="label">main</td>\s*'
+    assert rows["drn_x2"][:5] == ["main", "600", "CPU (test)", "42 s", "none (CPU)"]
+    assert rows["drn_x2_s1"][:2] == ["main", "not run"]
+    served = "a milestone: drn_x2's checkpoint at this step, not trained itself"
+    # drn_x2_e0.2: distillation-drn and loss-l1; neither it nor drn_x2_e0.3 is trained itself
+    assert rows["drn_x2_e0.2"][:3] == ["ablation", "200", served]
+    assert rows["drn_x2_e0.3"][:3] == ["ablation", "300", served]
+    assert rows["drn_x2_e0.3"][-1] == "none (in drn_x2's)"  # drn_x2's projection holds it
+    trained = [row for name, row in rows.items() if plan.run(name).trained]
+    assert all(row[-1] == "none (CPU)" for row in trained)  # projected: the demo's CPU
+    assert re.search(r'<td class="label">drn_x2_s1</td><td class="label">main</td>\s*'
                      r'<td class="label notrun" colspan="7">not run</td>', html)  # fmt: skip
 
 
@@ -388,3 +405,26 @@ def test_a_control_without_published_numbers_says_so():
     found = calibration([(2, [])])
     assert found.source_line == "No published numbers in drn/reference/edsr_baseline.yaml."
     assert found.case == "not run"
+
+
+def test_the_milestones_section_sets_each_milestone_beside_what_it_should_reach(workspace):
+    _, plan, html, markdown = workspace
+    block = section(markdown, "Milestones")
+    rows = {r[0]: r[1:] for r in table_rows(block, "") if r[0] and "-" in r[0]}
+    served = {e.label for e in plan.evaluations if e.run and not plan.run(e.run).trained}
+    assert set(rows) == served  # one row per milestone evaluation of the plan
+    assert list(rows)[:2] == ["distillation-drn", "loss-l1"]  # drn_x2 first: the plan's order
+    floor = "29.00, bicubic (no published number at this point)"  # photos: no paper's number
+    assert rows["distillation-drn"] == [
+        "drn_x2_e0.2", "drn_x2", "200", "photos x2", "30.11", floor, "+1.11",
+        "on course (demo scale)",
+    ]  # fmt: skip
+    assert rows["loss-l1"][4:] == ["28.33", floor, "-0.67", "behind (demo scale)"]
+    assert rows["width-drn"][:3] == ["drn_x2_e0.3", "drn_x2", "300"]
+    assert rows["distillation-drn_s1"][4:] == [
+        "not evaluated yet", floor, "-", "not evaluated yet (demo scale)",
+    ]  # fmt: skip
+    assert '<h2 id="milestones">Milestones</h2>' in html
+    assert re.search(r'<td class="label">loss-l1</td>.*?<td>-0\.67</td>\s*'
+                     r'<td class="label">behind \(demo scale\)</td>', html, re.S)  # fmt: skip
+    assert '<span class="notrun">not evaluated yet</span> (demo scale)' in html

@@ -275,12 +275,12 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
     rows = json.loads((workspace / "results/summary.json").read_text())
     # every evaluation of the plan: bicubic, drn and drn-ensemble (two seeds: drn_s1, ...),
     # drn_plus and the control edsr_baseline at x2 and x3 on the photos and Set5; the ablation
-    # arms at x2: 35 in all
+    # arms at x2: 36 in all
     evaluated = {(r["label"], r["scale"], r["dataset"]) for r in rows}
     assert evaluated == {
         (e.label, e.scale, e.dataset) for e in build_plan(small_demo()).evaluations
     }
-    assert len(rows) == 35 and {("drn_s1", 3, "Set5"), ("edsr_baseline", 2, "Set5"),
+    assert len(rows) == 36 and {("drn_s1", 3, "Set5"), ("edsr_baseline", 2, "Set5"),
                                 ("loss-l2_s1", 2, "photos")} <= evaluated  # fmt: skip
     assert all(r["images"] == {"photos": 2, "Set5": 5}[r["dataset"]] for r in rows)
     curve = (workspace / "runs/drn_x3/val_curve.csv").read_text().splitlines()
@@ -298,6 +298,25 @@ def test_the_demo_dag_end_to_end_with_snakemake(demo_workspace):
     assert sorted(r.info.run_name for r in runs) == sorted(SMALL_DEMO_RUNS)
     assert {r.info.run_name: r.data.tags.get("role") for r in runs} == SMALL_DEMO_RUNS
     assert all(r.info.status == "FINISHED" for r in runs)
+
+    # drn_x2 trained in two segments, in one run directory and one MLflow run; its milestone (the
+    # ablation arm loss-l1, step 3) was evaluated before the run's last segment ended
+    log = (workspace / "runs/drn_x2/train.log").read_text()
+    assert log.count("started") == 2 and "resumed from step 3 (of 6)" in log
+    milestone = json.loads((workspace / "results/eval/loss-l1/x2/photos.json").read_text())
+    assert (milestone["milestone"]["of"], milestone["milestone"]["step"]) == ("drn_x2", 3)
+    assert milestone["milestone"]["verdict"] in ("on course", "behind")  # against bicubic
+    ended = {
+        name: json.loads(path.read_text().splitlines()[-1])["ended"]
+        for name, path in (("evaluated", "evaluate/loss-l1_x2_photos"), ("trained", "train/drn_x2"))
+        for path in [workspace / f"results/logs/{path}.attempts.jsonl"]
+    }  # fmt: skip
+    assert ended["evaluated"] < ended["trained"], ended
+    (main,) = [r for r in runs if r.info.run_name == "drn_x2"]
+    assert (
+        "milestone_3_photos_x2_psnr" in main.data.metrics and "photos_x2_psnr" in main.data.metrics
+    )
+    assert main.data.tags["milestone_3_photos_x2"] == milestone["milestone"]["line"]
 
     # nothing left to do; a change of one scale's setting replans only that scale's jobs
     assert "Nothing to be done" in run(workspace, BIN / "snakemake", "-n", "--cores", "1")
@@ -323,11 +342,15 @@ def test_the_demo_dag_with_dvc_repro_cached_reruns_and_a_partial_rerun(tmp_path)
     workspace = project(tmp_path, one_seed_photos_only(small_demo()))
     run(workspace, BIN / "dvc", "init", "--no-scm", "--quiet")
     first = run(workspace, BIN / "dvc", "repro")
-    # every stage: the 27 Snakemake jobs but `all` (2 fetch, 2 downscale, 2 prepare, 6 train,
-    # 2 bicubic and 10 model evaluations, summary, report)
-    assert len(ran_stages(first)) == 26
+    # every stage: the 30 Snakemake jobs but `all` (2 fetch, 2 downscale, 2 prepare, 8 train:
+    # drn_x2 and drn_plus_x2 in two segments, 2 bicubic and 11 model evaluations, summary, report)
+    stages = ran_stages(first)
+    assert len(stages) == 29
+    order = re.findall(r"Running stage '([^']+)'", first)  # the milestone's verdict comes first
+    assert order.index("evaluate_milestone@loss-l1-x2-photos") < order.index("train-drn_x2")
+    assert order.index("train-drn_x2-step3") < order.index("evaluate_milestone@loss-l1-x2-photos")
     rows = json.loads((workspace / "results/summary.json").read_text())
-    assert len(rows) == 12
+    assert len(rows) == 13
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
     photos_md5 = next(o["md5"] for o in lock["fetch@photos"]["outs"])
     assert f"`{photos_md5}`" in (workspace / "reports/report.md").read_text()  # data provenance

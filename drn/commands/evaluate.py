@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from drn.commands.options import add_device_options, add_scoring_options, load_model
+from drn.commands.options import (
+    add_device_options,
+    add_params_option,
+    add_scoring_options,
+    load_model,
+    read_params,
+)
 from drn.commands.output import progress, report_scores, say, warn
 from drn.core.errors import DrnError, UsageError
 from drn.protocol.scoring import evaluate_bicubic
@@ -33,6 +39,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--no-track", action="store_true",
         help="do not log the scores to the MLflow run that trained the checkpoint",
     )  # fmt: skip
+    parser.add_argument(
+        "--milestone", action="store_true",
+        help="this is a milestone of the plan (params.yaml; found by --json, its file): set it "
+        "beside the number the run should reach at that step (the paper's, else bicubic's "
+        "score): on course, behind or ahead, in the JSON, the log and MLflow",
+    )  # fmt: skip
+    add_params_option(parser)
     add_scoring_options(parser)
     parser.set_defaults(run=run)
     return parser
@@ -50,6 +63,7 @@ def run(args: argparse.Namespace) -> None:
     from drn.engine.inference import evaluate_model
     from drn.engine.tracking import evaluated_run, log_evaluation
 
+    planned = _milestone_of(args) if args.milestone else None
     model, device = load_model(args.model, args.scale, args.device, "--model")
     trained = evaluated_run(args.model)  # the MLflow run that trained it, if it says
     result = evaluate_model(
@@ -58,14 +72,43 @@ def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     result = replace(result, mlflow_run_id=trained.run_id)
     ensemble = " with self-ensemble" if args.self_ensemble else ""
-    report_scores(result, args.json, f"{model.variant} ({args.model}){ensemble} on {args.hr}")
+    verdict = planned(result.psnr) if planned else None
+    report_scores(result, args.json, f"{model.variant} ({args.model}){ensemble} on {args.hr}",
+                  {"milestone": verdict} if verdict else None)  # fmt: skip
+    prefix, tags = "", {}
+    if verdict:
+        say(verdict["line"])
+        prefix = f"milestone_{verdict['step']}_"
+        tags = {f"{prefix}{result.dataset or 'images'}_x{result.scale}": verdict["line"]}
     if args.no_track:  # the JSON is written first: MLflow never costs the computed scores
         return
     if trained.run_id is None:
         say(f"MLflow: nothing logged: {trained.why}")
         return
     try:
-        say(log_evaluation(trained, result))
+        say(log_evaluation(trained, result, prefix, tags))
     except DrnError as error:
         kept = f"; the scores are in {args.json}" if args.json else ""
         warn(f"not logged to MLflow: {error}{kept}")
+
+
+def _milestone_of(args: argparse.Namespace):
+    """For --milestone: the plan's evaluation whose JSON is --json, as a function of the PSNR
+    scored to its ``"milestone"`` block (:func:`drn.report.milestones.milestone`)."""
+    from drn.pipeline.plan import build_plan
+    from drn.report.milestones import bicubic_evaluation, milestone
+    from drn.report.results import read
+
+    if args.json is None:
+        raise UsageError("--milestone: give --json, the plan's file of this evaluation")
+    params = read_params(args.params)
+    plan = build_plan(params)
+    target = args.json.resolve()
+    found = [e for e in plan.evaluations if Path(e.path).resolve() == target]
+    run = plan.run(found[0].run) if found and found[0].run else None
+    if run is None or run.trained:
+        raise UsageError(f"--milestone: {args.json} is no milestone evaluation of the plan "
+                         f"({args.params})")  # fmt: skip
+    bicubic = read(bicubic_evaluation(plan, found[0]))
+    floor = float(bicubic["psnr"]) if bicubic else None
+    return lambda psnr: milestone(params, plan, found[0], psnr, floor)

@@ -53,10 +53,13 @@ def print_whole(table: Table) -> None:
     Console(highlight=False, width=max(stdout.width, needed)).print(table)
 
 
-def report_scores(result: SetScore, json_path: Path | None, title: str) -> None:
-    """Write ``result`` as JSON (when asked), then print its table per image and its mean."""
+def report_scores(
+    result: SetScore, json_path: Path | None, title: str, extra: dict | None = None
+) -> None:
+    """Write ``result`` as JSON (when asked; with the keys of ``extra``), then print its table
+    per image and its mean."""
     if json_path is not None:
-        write_json(result, json_path)
+        write_json(result, json_path, extra)
     rgb = result.psnr_rgb is not None
     table = Table()
     table.add_column("image")

@@ -315,10 +315,13 @@ def evaluation_metrics(score: SetScore) -> dict[str, float]:
     }
 
 
-def log_evaluation(run: EvaluatedRun, score: SetScore) -> str:
-    """Add an evaluation's metrics to its (finished) training run; returns the line to print.
-    A missing store or run, or a store that cannot be reached, is a DataError naming it."""
-    from mlflow.entities import Metric
+def log_evaluation(
+    run: EvaluatedRun, score: SetScore, prefix: str = "", tags: dict[str, str] | None = None
+) -> str:
+    """Add an evaluation's metrics (named with ``prefix`` first, e.g. ``milestone_100000_`` for
+    a milestone's, never the final names) and ``tags`` to its training run; returns the line to
+    print. A missing store or run, or a store that cannot be reached, is a DataError naming it."""
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     assert run.run_id is not None and run.uri is not None
@@ -327,13 +330,16 @@ def log_evaluation(run: EvaluatedRun, score: SetScore) -> str:
         database = Path(uri.removeprefix("sqlite:///"))
         if not database.is_file():
             raise DataError(f"MLflow store {uri} does not exist (no file {database.resolve()})")
-    metrics = evaluation_metrics(score)
+    metrics = {f"{prefix}{name}": value for name, value in evaluation_metrics(score).items()}
     now = int(time.time() * 1000)
     try:
         with _store_lock(uri):  # evaluations of one run log at once: one writer at a time
             client = MlflowClient(uri)
             found = client.get_run(run.run_id)
-            client.log_batch(run.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+            client.log_batch(
+                run.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+            )  # fmt: skip
     except Exception as error:
         code = getattr(error, "error_code", "")
         reason = (
@@ -341,7 +347,8 @@ def log_evaluation(run: EvaluatedRun, score: SetScore) -> str:
         )
         raise DataError(f"MLflow store {uri}: {reason}") from None
     name = found.info.run_name or run.run_id
-    return f"MLflow: {', '.join(metrics)} logged to run {name} ({run.run_id}) in {uri}"
+    logged = ", ".join([*metrics, *(f"tag {tag}" for tag in tags or {})])
+    return f"MLflow: {logged} logged to run {name} ({run.run_id}) in {uri}"
 
 
 # ---------------------------------------------------------------- weights

@@ -259,10 +259,14 @@ def evaluate_bicubic(
     return SetScore(scale, border, scores, dataset=Path(hr_dir).name, model="bicubic")
 
 
-def write_json(score: SetScore, path: str | os.PathLike) -> None:
-    """Write ``score.to_json()`` atomically: a reader never sees a partial file."""
+def write_json(
+    score: SetScore, path: str | os.PathLike, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``score.to_json()`` (plus the keys of ``extra``, e.g. a milestone's verdict)
+    atomically: a reader never sees a partial file."""
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(score.to_json(), indent=2, allow_nan=False) + "\n")
+        record = {**score.to_json(), **(extra or {})}
+        tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
 
 
 def collect_results(eval_dir: str | os.PathLike, out_stem: str | os.PathLike) -> list[dict]:

@@ -5,13 +5,15 @@ Owns: ``AblationRow`` (an arm's results over seeds, the paper's PSNR where the a
 one of its tables), ``Contrast`` (the paired per-image differences first minus other, their
 paired bootstrap interval of :mod:`drn.report.stats`, the supported / not supported / not
 resolved sentence), ``Ablation`` (its rows, contrasts, the paper's table beside it, whether that
-compares, its demo-scale label), and the paper's claims (Table 2's numbers, the MAE-vs-MSE
-direction).
+compares, its demo-scale label), the paper's claims (Table 2's numbers, the MAE-vs-MSE
+direction), and the validation curves of its arms (``curve_series``: one per arm and seed; a
+milestone's is the serving run's up to its step).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,3 +189,27 @@ def ablations(plan: Plan, params: dict[str, Any], reference: dict[str, Any]) -> 
             demo_scale(entries, params, reference),
         ))  # fmt: skip
     return found
+
+
+def curve_series(
+    plan: Plan, group: str, curves: Mapping[str, Sequence[Sequence[float]]]
+) -> list[tuple[str, list[list[float]]]]:
+    """The validation curves of ablation ``group``'s arms, one (name, [[step, PSNR], ...]) per
+    arm and seed, in the plan's order: 'drn', or 'drn (seed 1)' where the arm has several seeds.
+    ``curves``: each trained run's curve by its name; a milestone's (a run served by another's
+    checkpoint) is the serving run's up to its step; a run without one, []."""
+    found: dict[tuple[str, int], str] = {}
+    for evaluation in plan.group(group):
+        if evaluation.run is not None:
+            found.setdefault((evaluation.arm, evaluation.seed), evaluation.run)
+    several = {arm for arm, _ in found if sum(a == arm for a, _ in found) > 1}
+    series = []
+    for (arm, seed), name in found.items():
+        run = plan.run(name)
+        if run.trained:
+            points = [list(p) for p in curves.get(name, [])]
+        else:
+            points = [list(p) for p in curves.get(run.served_by or "", [])
+                      if p[0] <= run.iterations]  # fmt: skip
+        series.append((f"{arm} (seed {seed})" if arm in several else arm, points))
+    return series

@@ -14,7 +14,9 @@ ablation contrasts and the calibration follow the definitions of :mod:`drn.repor
 ± sample sd over seeds, n; reproduced / inconclusive / below / above; paired bootstrap intervals
 and the supported / not supported / not resolved sentence). A section whose runs train far fewer
 samples than the paper's recipe (under ``DEMO_FRACTION`` of its iterations x batch) is labelled
-"demo-scale run (N iterations; the paper: M)" (:mod:`~drn.report.recipe`).
+"demo-scale run (N iterations; the paper: M)" (:mod:`~drn.report.recipe`). A milestone (a run
+served by a longer run's checkpoint at its step) is set beside the number it should reach there
+(:mod:`~drn.report.milestones`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from drn.pipeline.plan import Plan
 from drn.report import stats
 from drn.report.ablations import ablations
 from drn.report.calibration import calibrations
+from drn.report.milestones import NOT_EVALUATED, milestone_rows
 from drn.report.provenance import dvc_data_hashes, machine, projected_gpu_hours, runs, software
 from drn.report.recipe import DEMO_FRACTION
 from drn.report.reference import paper
@@ -74,6 +77,8 @@ def report_numbers(params: dict[str, Any], plan: Plan) -> dict[str, Any]:
             "demo_fraction": f"{DEMO_FRACTION:.0%}",
         },
         "ablations": ablations(plan, params, reference),
+        "milestones": milestone_rows(params, plan, reference),
+        "not_evaluated": NOT_EVALUATED,
         "size_rows": size_rows(reference, plan, params),
         "runs": trained_or_not,
         "drn_plus_parameters": f"{model_parameters('drn_plus', 4, {}):,}",

@@ -2,7 +2,8 @@
 record, the data it trained on, the software and machine the report was made with.
 
 Owns: ``Run`` (a run of the plan as its checkpoint records it: settings, steps, time, hardware,
-GPU-hours, curves, MLflow run ID and link; ``trained`` False: not run), curves and links fetched
+GPU-hours, curves, MLflow run ID and link; ``trained`` False: not run; ``served_by``: a milestone,
+not trained itself but another run's checkpoint at its step), curves and links fetched
 back from MLflow where it is on, the GPU-hours ``drn plan --cost`` projected for a run, the data
 hashes of dvc.lock, the software versions and the machine.
 """
@@ -44,6 +45,7 @@ class Run:
     mlflow_link: str | None = None
     curves_from: str = "checkpoint"
     projected: str = ""  # GPU-hours projected before the run (drn plan --cost)
+    served_by: str | None = None  # a milestone: the run whose checkpoint at `step` it is
 
     @property
     def gpu_hours(self) -> str:
@@ -54,12 +56,17 @@ class Run:
 
 def runs(plan: Plan, tracking: dict[str, Any]) -> list[Run]:
     """Every training run of the plan, in its order: from its last checkpoint (finished or
-    interrupted), or not run."""
+    interrupted), or not run; a milestone (served by another run's checkpoint) as such, its step
+    the serving run's step it is."""
     from drn.engine.checkpoint import load_checkpoint
 
     found = []
     for planned in plan.runs:
         run = Run(planned.name, planned.roles, planned.directory)
+        if not planned.trained:
+            run.served_by, run.step = planned.served_by, planned.iterations
+            found.append(run)
+            continue
         last = Path(planned.directory) / "checkpoints" / "last.pt"
         if last.is_file():
             training = load_checkpoint(last).get("training", {})
@@ -111,9 +118,12 @@ def _from_mlflow(found: list[Run], tracking: dict[str, Any]) -> None:
 
 
 def projected_gpu_hours(params: dict[str, Any], run: PlannedRun) -> str:
-    """The GPU-hours `drn plan --cost` projects for ``run``, and whether its rate was measured."""
+    """The GPU-hours `drn plan --cost` projects for ``run``, and whether its rate was measured;
+    none for a milestone (the run serving it trains it)."""
     from drn.pipeline.cost import estimate
 
+    if not run.trained:
+        return f"none (in {run.served_by}'s)"
     cost = estimate(params, run)
     if not cost.gpus:
         return "none (CPU)"

@@ -17,8 +17,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from drn.core.errors import UsageError
 from drn.core.images import atomic_write
-from drn.pipeline.plan import build_plan
+from drn.pipeline.plan import Plan, build_plan
 from drn.report import figures, stats
+from drn.report.ablations import curve_series
 from drn.report.calibration import calibration_reading
 from drn.report.gather import report_numbers
 from drn.report.provenance import NOT_RECORDED
@@ -71,7 +72,7 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
         found = comparison(spec, params, plan, int(settings["crop"]), device)
         png = figures.crops(found["panels"], found["title"]) if found["panels"] else None
         visuals.append({"title": found["title"], "missing": found["missing"], "png": png})
-    pngs = _draw_figures(numbers)
+    pngs = _draw_figures(numbers, plan)
     context = {
         **numbers,
         "calibration_reading": calibration_reading,
@@ -110,9 +111,10 @@ def build_report(params: dict[str, Any], device: str = "cpu", pdf: bool = False)
     return written
 
 
-def _draw_figures(numbers: dict[str, Any]) -> dict[str, bytes]:
+def _draw_figures(numbers: dict[str, Any], plan: Plan) -> dict[str, bytes]:
     """The report's figures as PNG bytes, by key (and file stem under figures/): Fig. 2's sizes,
-    the training curves, each ablation's validation curves."""
+    the training curves, each ablation's validation curves (one line per arm and seed; a
+    milestone's: the serving run's curve up to its step)."""
     size_points = [
         (r["name"], r["parameters"], r["psnr"], r["ours"])
         for r in numbers["size_rows"]
@@ -125,13 +127,10 @@ def _draw_figures(numbers: dict[str, Any]) -> dict[str, bytes]:
         "val_psnr": figures.curves([(r.name, r.val_curve) for r in trained],
                                    "validation PSNR (dB)"),
     }  # fmt: skip
-    by_name = {run.name: run for run in numbers["runs"]}
+    recorded = {run.name: run.val_curve for run in trained}
     for ablation in numbers["ablations"]:
-        curves = [
-            (f"{row.arm} ({row.run})", by_name[row.run].val_curve if row.run in by_name else [])
-            for row in ablation.rows
-        ]
-        pngs[_ablation_figure(ablation.name)] = figures.curves(curves, "validation PSNR (dB)")
+        series = curve_series(plan, ablation.name, recorded)
+        pngs[_ablation_figure(ablation.name)] = figures.curves(series, "validation PSNR (dB)")
     return pngs
 
 

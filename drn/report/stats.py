@@ -149,10 +149,19 @@ class Verdict:
             return (f"inconclusive: mean {signed(mean)} dB over {sets}, outside "
                     f"{self.tolerance:.2f} dB, but {self.value} lies within our seeds' "
                     f"range wherever it is outside ({self.n_text})")  # fmt: skip
-        spread = f"{signed(min(self.deltas))} to {signed(max(self.deltas))}"
-        return (
-            f"{kind} {self.against}: mean {signed(mean)} dB over {sets} ({spread}; {self.n_text})"
-        )
+        return (f"{kind} {self.against}: mean {signed(mean)} dB over {sets} "
+                f"({self.range_text}{self.n_text})")  # fmt: skip
+
+    @property
+    def range_text(self) -> str:
+        """The range behind the mean, '... to ...; ': over the datasets where there are several;
+        over one dataset, its seeds' spread (none with one seed: '')."""
+        if len(self.deltas) > 1:
+            return f"{signed(min(self.deltas))} to {signed(max(self.deltas))}; "
+        spread = (self.spreads or [None])[0]
+        if spread is None:
+            return ""
+        return f"seeds' range {signed(spread[0])} to {signed(spread[1])}; "
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ rule evaluate:
         unpack(W.evaluation_inputs),  # model, hr; a milestone's: bicubic's score, its floor
     output:
         eval_path(config, "{label}", "{scale}", "{dataset}"),
+    priority: 1  # before more training: a milestone's verdict while the rest of its run trains
     params:
         options=W.evaluation_options,  # --self-ensemble; --milestone: the early verdict
     threads: job_threads("evaluate")
