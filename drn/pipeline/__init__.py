@@ -2,12 +2,14 @@
 
 Owns: :mod:`~drn.pipeline.params` (reading and validating params.yaml, ``--set`` overrides),
 :mod:`~drn.pipeline.settings` (a run's ``TrainSettings`` resolved from params.yaml),
-:mod:`~drn.pipeline.plan` (every run and evaluation, their names and files),
+:mod:`~drn.pipeline.plan` (every run and evaluation, their names and files; milestones),
 :mod:`~drn.pipeline.workflow` (what the Snakefile's rules compute: wildcards, inputs, resources
 by attempt, the supervised command), :mod:`~drn.pipeline.dvc_stages` (dvc.yaml, generated),
 :mod:`~drn.pipeline.cost` (GPU-hours before launch), :mod:`~drn.pipeline.download` (sources:
 verified downloads, safe extraction, MATLAB-exact downscaled copies), :mod:`~drn.pipeline.job`
-(the supervisor every rule's command runs under; standard library only).
+(the supervisor every rule's command runs under; standard library only),
+:mod:`~drn.pipeline.status` (where the plan stands: ``drn status``, read-only, no torch),
+:mod:`~drn.pipeline.locks` (a stale Snakemake lock, and whether a Snakemake works there).
 
 May import: :mod:`drn.core`, :mod:`drn.protocol`, :mod:`drn.models`, :mod:`drn.engine` (its
 torch-free settings at import time; torch only inside functions that need it). This

@@ -122,8 +122,9 @@ def _stage_name(run: Run, step: int) -> str:
 
 def _train(params: dict[str, Any], plan: Plan, run: Run, step: int) -> dict[str, Any]:
     """The stage of `run`'s segment up to `step`: after its first, it depends on the checkpoint
-    the one before kept (and, with train.stop_if_behind, on that milestone's evaluations); the
-    last writes model.pt and the curves, the others their step's checkpoint."""
+    the one before kept and on that milestone's evaluations (``dvc repro`` runs one stage at a
+    time: so the verdict comes before the rest of the run, which with train.stop_if_behind reads
+    it); the last writes model.pt and the curves, the others their step's checkpoint."""
     settings = settings_from_params(params, run.variant, run.scale, run.epochs, run.loss, run.seed)
     gpus = params["resources"]["train"]["gpu"]
     until = "" if step == run.iterations else f" --until {step}"
@@ -131,8 +132,7 @@ def _train(params: dict[str, Any], plan: Plan, run: Run, step: int) -> dict[str,
     deps = [settings.cache, *(p for p in (settings.val_hr, settings.init_from) if p)]
     if before:
         deps.append(milestone_checkpoint(run.directory, before[-1]))
-        if params["train"].get("stop_if_behind"):
-            deps.extend(e.path for e in plan.milestone_evaluations(run.name, before[-1]))
+        deps.extend(e.path for e in plan.milestone_evaluations(run.name, before[-1]))
     stage: dict[str, Any] = {
         "cmd": f"drn train --run {run.name}{until} --gpus {gpus} --if-changed restart",
         "deps": deps,
