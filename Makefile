@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # The whole pipeline on the offline demo settings (demo/params.yaml): about 15 minutes on 2 cores.
+# After a killed demo it carries on: `drn unlock` removes the lock the killed Snakemake left
+# (refusing, exit 75, while a Snakemake works in demo/), and rerun-incomplete (the default
+# profile) reruns the jobs it left half done.
 demo: $(STAMP)
+	$(BIN)/drn unlock demo
 	cd demo && PATH="$(abspath $(BIN)):$$PATH" MLFLOW_DISABLE_TELEMETRY=true \
 	  snakemake --snakefile ../workflow/Snakefile --profile ../workflow/profiles/local
 	@cat demo/results/summary.md

@@ -36,6 +36,14 @@ def attempt(number, cause, **fields):
 
 # --- classification ----------------------------------------------------------------------------
 
+BEHIND_MESSAGE = (
+    "drn: error: drn_x3: behind at its milestone step 100000 (Set5 x3: ...); "
+    "stopped (train.stop_if_behind), checkpoint kept in runs/drn_x3/checkpoints"
+)
+HELD_MESSAGE = ("drn: error: runs/drn_x2: trained by pid 4242 on node7 (Slurm job 1234) since "
+                "2026-12-02 13:00 UTC, heartbeat 20 s ago; not started (run `drn status` to "
+                "watch it)")  # fmt: skip
+
 
 @pytest.mark.parametrize(
     ("returncode", "message", "oom_kills", "stop", "cause"),
@@ -55,6 +63,11 @@ def attempt(number, cause, **fields):
         (2, "drn train: error: argument --run: expected one argument", 0, 0, "usage_error"),
         (2, "drn: error: params.yaml: train.batch: 0 is less than 1", 0, 0, "usage_error"),
         (1, "drn: error: data/Set5/bird.png: not a readable image", 0, 0, "data_error"),
+        (75, HELD_MESSAGE, 0, 0, "held"),  # drn train's refusal: another live trainer
+        (1, HELD_MESSAGE, 0, 0, "held"),  # the same refusal under torchrun, which exits 1
+        (75, None, 0, 0, "held"),
+        (3, BEHIND_MESSAGE, 0, 0, "behind"),  # train.stop_if_behind: a run behind its milestone
+        (3, "RuntimeError: exit 3 of something else", 0, 0, "failed"),
         (1, "RuntimeError: a bug's traceback", 0, 0, "failed"),  # not drn's own error: retried
         (-signal.SIGSEGV, None, 0, 0, "failed"),
         (
@@ -134,6 +147,18 @@ def test_the_memory_grown_stays_for_later_attempts_and_time_limits_are_retried_a
     assert decide([attempt(1, "failed"), attempt(2, "killed")], 3).run
 
 
+def test_a_run_held_by_another_trainer_is_retried():
+    held = [attempt(1, "held", exit_code=75, message=HELD_MESSAGE)]
+    assert decide(held, 2) == job.Decision(True, 0, previous=held)
+
+
+def test_a_run_stopped_behind_its_milestone_is_not_retried():
+    behind = [attempt(1, "behind", exit_code=3, message=BEHIND_MESSAGE)]
+    decision = decide(behind, 2)
+    assert not decision.run and decision.exit_code == 3 and decision.cause == "behind"
+    assert decision.why.startswith("not retried: attempt 1 failed with a run behind its milestone")
+
+
 def test_only_this_runs_attempts_count():
     old = [attempt(1, "out_of_memory"), attempt(2, "data_error", exit_code=1)]
     # this run's attempt 1 left no line (it never started): nothing is known before attempt 2
@@ -173,6 +198,19 @@ SUPERVISE = [sys.executable, "-m", "drn.pipeline.job"]
 def supervise(log, number, *command, **options):
     return subprocess.run([*SUPERVISE, "--log", str(log), "--attempt", str(number), "--",
                            *command], capture_output=True, text=True, **options)  # fmt: skip
+
+
+def test_a_refusal_of_a_held_run_is_recorded_held_and_the_next_attempt_runs(tmp_path):
+    log = tmp_path / "logs/train/drn_x2.log"
+    refusing = [sys.executable, "-c", f"import sys; print({HELD_MESSAGE!r}); sys.exit(75)"]
+    assert supervise(log, 1, *refusing).returncode == 75
+    marker = tmp_path / "ran-again"
+    assert supervise(log, 2, "touch", str(marker)).returncode == 0 and marker.exists()
+    lines = read_record(record_path(log))
+    assert [(x["cause"], x["retryable"], x["exit_code"]) for x in lines] == [
+        ("held", True, 75), ("ok", False, 0),
+    ]  # fmt: skip
+    assert lines[0]["message"] == HELD_MESSAGE
 
 
 def test_a_data_error_runs_once_and_its_retries_say_why_and_exit_at_once(tmp_path):

@@ -52,7 +52,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from drn.engine.train import launch_under_torchrun, train
+    from drn.engine.runtime import launch_under_torchrun
+    from drn.engine.train import train
     from drn.pipeline.plan import build_plan, run_directory, run_name
     from drn.pipeline.settings import settings_from_params
 

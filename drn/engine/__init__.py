@@ -6,7 +6,9 @@ Owns: :mod:`~drn.engine.settings` (what a run depends on: ``TrainSettings``; no 
 :mod:`~drn.engine.checkpoint` (checkpoint files, written atomically, loaded safely),
 :mod:`~drn.engine.inference` (whole images: tiles, self-ensemble; a model's protocol scores),
 :mod:`~drn.engine.tracking` (MLflow: runs, their evaluations, weights fetched back),
-:mod:`~drn.engine.reporter` (a training run's console and ``train.log``).
+:mod:`~drn.engine.reporter` (a training run's console, ``train.log`` and ``progress.json``),
+:mod:`~drn.engine.runtime` (a training process's ranks, stop signals, random states, seeds),
+:mod:`~drn.engine.holder` (one trainer per run directory: ``holder.json``; standard library).
 
 May import: :mod:`drn.core`, :mod:`drn.protocol`, :mod:`drn.models`, torch, MLflow. Never
 params.yaml: a run's settings arrive resolved. This ``__init__`` imports nothing (the pipeline

@@ -2,9 +2,13 @@
 
 ``train(settings, run_dir)`` trains one model at one scale. Its run directory holds
 ``checkpoints/last.pt`` (every ``checkpoint_every`` iterations and on SIGTERM/SIGUSR1),
-``checkpoints/best.pt`` (best validation PSNR), ``settings.json``, ``train.log`` (what every
-attempt printed, appended), ``train_curve.csv`` and ``val_curve.csv`` and, once finished,
-``model.pt`` (the final weights, naming their MLflow run for ``drn evaluate``). Calling it
+``checkpoints/best.pt`` (best validation PSNR), ``checkpoints/step_<N>.pt`` (the weights at each
+milestone step asked for, naming the MLflow run), ``settings.json``, ``train.log`` (what every
+attempt printed, appended), ``train_curve.csv`` and ``val_curve.csv``, ``progress.json`` (where
+the run is, for ``drn status``), ``holder.json`` while a process trains it
+(:mod:`drn.engine.holder`: one at a time) and, once finished, ``model.pt`` (the final weights,
+naming their MLflow run for ``drn evaluate``). A run can be trained in segments (``until``):
+each ends with its step's checkpoint and the next resumes it. Calling it
 again on the same directory resumes: model, optimizer, scheduler, step, RNG states and (by
 construction, see :mod:`drn.engine.dataset`) the data order, so an interrupted and resumed run ends
 with the weights of an uninterrupted one.
@@ -31,12 +35,9 @@ import json
 import math
 import os
 import platform
-import random
 import signal
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,17 @@ from drn.core.errors import UsageError
 from drn.core.images import atomic_write, list_images, read_image, write_image
 from drn.engine.checkpoint import load_checkpoint, save_checkpoint
 from drn.engine.dataset import PatchDataset, StepSampler, build_cache, patch_loader
+from drn.engine.holder import hold
 from drn.engine.inference import upscale_image
 from drn.engine.reporter import TrainingReporter, write_progress
+from drn.engine.runtime import (
+    Cluster,
+    StopSignals,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    start_cluster,
+)
 from drn.engine.settings import RESUMABLE_CHANGES, TrainSettings
 from drn.models import build_model
 from drn.protocol.scoring import ImageScore, SetScore, lr_of, score_image
@@ -59,91 +69,6 @@ if TYPE_CHECKING:
     from drn.engine.tracking import Tracker
 
 LOSSES = {"l1": nn.functional.l1_loss, "l2": nn.functional.mse_loss}
-
-
-def launch_under_torchrun(gpus: int, argv: list[str]) -> int:
-    """Replace this process by torchrun running the same ``drn`` command on ``gpus`` GPUs
-    (so that the scheduler's signals reach torchrun, which passes them to every rank)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={gpus}", "-m", "drn", *argv]  # fmt: skip
-    os.execv(sys.executable, command)
-    return 1  # not reached
-
-
-# ---------------------------------------------------------------- process-level state
-
-
-@dataclass
-class _Cluster:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _start_cluster(device_name: str) -> tuple[_Cluster, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cluster = _Cluster(
-        int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-    )
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", cluster.local_rank if world > 1 else (device.index or 0))
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return cluster, device
-
-
-class _StopSignals:
-    """Remembers SIGTERM / SIGUSR1 (Slurm's warnings before a time limit or preemption)."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self) -> None:
-        self.received = 0
-        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state()[1].tolist(),
-        "python": list(random.getstate()[1]),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), 624, 0, 0.0))
-    random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed(settings: TrainSettings) -> None:
-    if settings.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = not settings.deterministic
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-    random.seed(settings.seed)
 
 
 # ---------------------------------------------------------------- validation
@@ -218,7 +143,7 @@ def _compile_mode(settings: TrainSettings, device: torch.device, world: int) -> 
     return None if mode == "off" else mode
 
 
-def _set_aside(run_dir: Path, cluster: _Cluster) -> None:
+def _set_aside(run_dir: Path, cluster: Cluster) -> None:
     """Move a run of other settings out of the way (never deleted): {run_dir}.replaced-<time>."""
     if cluster.world > 1:
         dist.barrier()
@@ -253,24 +178,38 @@ def train(
     one segment, up to that step (then ``checkpoints/step_<until>.pt`` is kept, and the next call
     resumes there, in the same MLflow run); ``keep``: the steps whose checkpoint is kept as
     ``checkpoints/step_<N>.pt`` (the plan's milestones). A finished run is not trained again.
+    Rank 0 holds the run directory (:mod:`drn.engine.holder`): one another live process trains
+    is refused (HeldError, exit 75), a gone holder's taken over.
     """
-    cluster, device = _start_cluster(device_name)
+    cluster, device = start_cluster(device_name)
     if settings.batch % cluster.world:
         raise UsageError(f"train.batch {settings.batch} does not split over {cluster.world} ranks")
-    _seed(settings)
-    run = _Run(settings, Path(run_dir), cluster, device)
-    resumed = run.restore(if_changed)
-    end = settings.iterations if until is None else min(until, settings.iterations)
-    if run.nothing_to_do(end):
-        return 0
-    run.until = end if end < settings.iterations else None
-    run.open_log(report, resumed)
-    run.prepare_data()
-    if track and cluster.main:
-        run.start_tracking(tags or {})
-    run.compile()
+    seed_everything(settings)
+    held = hold(run_dir) if cluster.main else None  # one trainer per run directory; HeldError
+    try:  # released below, else in the loop's finally
+        run = _Run(settings, Path(run_dir), cluster, device)
+        resumed = run.restore(if_changed)
+        if held is not None:
+            held.follow()  # a run set aside took holder.json with it: hold the fresh directory
+        end = settings.iterations if until is None else min(until, settings.iterations)
+        if run.nothing_to_do(end):
+            if held is not None:
+                held.release()
+            return 0
+        run.until = end if end < settings.iterations else None
+        run.open_log(report, resumed)
+        if held is not None and held.took_over:
+            run.reporter.say(held.took_over)  # took over a gone holder's record: console, log
+        run.prepare_data()
+        if track and cluster.main:
+            run.start_tracking(tags or {})
+        run.compile()
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
 
-    signals = _StopSignals()
+    signals = StopSignals()
     status, signum = "FINISHED", 0
     try:
         run.start_loader()
@@ -301,7 +240,11 @@ def train(
             None  # shuts the loader's workers down (they ignore SIGTERM; drn.engine.dataset)
         )
         signals.restore()
-        run.close(status)
+        try:
+            run.close(status)
+        finally:
+            if held is not None:
+                held.release()  # after the last write of train.log and MLflow
     return 128 + signum if signum else 0
 
 
@@ -314,7 +257,7 @@ class _Run:
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None
 
     def __init__(
-        self, settings: TrainSettings, run_dir: Path, cluster: _Cluster, device: torch.device
+        self, settings: TrainSettings, run_dir: Path, cluster: Cluster, device: torch.device
     ):
         self.settings, self.run_dir, self.cluster, self.device = settings, run_dir, cluster, device
         self.last, self.best = run_dir / "checkpoints/last.pt", run_dir / "checkpoints/best.pt"
@@ -363,7 +306,7 @@ class _Run:
             self.run_id = saved.get("mlflow_run_id")
             self.history = saved.get("history", self.history)
             self.spent = saved.get("train_seconds", 0.0)
-            _set_rng_state(saved["rng"])
+            set_rng_state(saved["rng"])
         elif settings.init_from:
             _init_from(self.model, settings.init_from)
         self.model.to(self.device, memory_format=self.format)
@@ -570,7 +513,7 @@ class _Run:
         """checkpoints/last.pt: the weights and all a resumed attempt needs (rank 0)."""
         save_checkpoint(self.last, self.model, {
             "step": self.step, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
             "best_psnr": self.best_psnr, "settings": self.settings.to_json(),
             "mlflow_run_id": self.tracker.run_id if self.tracker else self.run_id,
             "stopped_by_signal": stopped_by, "history": self.history,
@@ -606,7 +549,7 @@ class _Run:
             "slurm_job": os.environ.get("SLURM_JOB_ID"),
         })  # fmt: skip
 
-    def stop_signal(self, signals: _StopSignals) -> int:
+    def stop_signal(self, signals: StopSignals) -> int:
         """The SIGTERM/SIGUSR1 any rank received (0: none, or the run's last step is done)."""
         stop = torch.tensor([signals.received], device=self.device)
         if self.cluster.world > 1:

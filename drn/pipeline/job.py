@@ -18,6 +18,11 @@ Every attempt ends with a cause (:func:`classify`):
   cgroup (Slurm's ``ConstrainRAMSpace``), or a Python ``MemoryError``;
 * ``usage_error`` (exit 2: a bad setting or argument) and ``data_error`` (exit 1 after ``drn:
   error:``: a corrupt image...): the same command would fail again;
+* ``held`` (exit 75, ``drn train``'s refusal of a run directory another live process trains:
+  a Snakemake restarted while its earlier jobs still run; under torchrun, which exits 1, its
+  line alone says so): retried, the next attempt runs (the holder may have ended by then);
+* ``behind`` (exit 3, ``drn train`` with ``train.stop_if_behind``: the run is behind the number
+  its milestone should reach, its checkpoints kept): not retried, as a usage or data error;
 * ``killed`` (SIGKILL without an OOM kill), ``failed`` (anything else: a crash, a lost file).
 
 Retries by cause (:func:`decide`; Snakemake has no retry condition, so its ``retries`` resubmit
@@ -57,10 +62,13 @@ from pathlib import Path
 from typing import Any
 
 OK, STOPPED, OUT_OF_MEMORY = "ok", "stopped", "out_of_memory"
-USAGE_ERROR, DATA_ERROR, KILLED, FAILED, RUNNING = (
-    "usage_error", "data_error", "killed", "failed", "running"
+USAGE_ERROR, DATA_ERROR, HELD, BEHIND, KILLED, FAILED, RUNNING = (
+    "usage_error", "data_error", "held", "behind", "killed", "failed", "running"
 )  # fmt: skip
-NOT_AGAIN = {USAGE_ERROR: "a usage error", DATA_ERROR: "a data error"}  # the same each time
+NOT_AGAIN = {  # the same each time
+    USAGE_ERROR: "a usage error", DATA_ERROR: "a data error",
+    BEHIND: "a run behind its milestone (train.stop_if_behind)",
+}  # fmt: skip
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 STOPPED_EXITS = {128 + signal.SIGTERM, 128 + signal.SIGUSR1, 128 + signal.SIGINT}  # drn's own
 SLURM_STATES = {  # a job's final state -> the cause of an attempt whose supervisor died with it
@@ -69,6 +77,8 @@ SLURM_STATES = {  # a job's final state -> the cause of an attempt whose supervi
 }  # fmt: skip
 OOM_SCORE_ADJ = 500  # the command's: the OOM killer's first choice in its job (see _in_child)
 ERROR_LINE = re.compile(r"^drn(?: [\w-]+)?: error: ")
+HELD_EXIT, BEHIND_EXIT = 75, 3  # drn.core.errors.HeldError's (EX_TEMPFAIL), BehindError's
+HELD_LINE = re.compile(r"^drn: error: .*: trained by pid \d+ on .*; not started\b")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -248,8 +258,12 @@ def classify(
         return STOPPED
     if killed == signal.SIGKILL:
         return KILLED
+    if returncode == HELD_EXIT or (returncode == 1 and message and HELD_LINE.match(message)):
+        return HELD  # exit 1 with the line: torchrun's exit after rank 0's refusal
     if returncode == 2:
         return USAGE_ERROR
+    if returncode == BEHIND_EXIT and message and ERROR_LINE.match(message):
+        return BEHIND
     if returncode == 1 and message and ERROR_LINE.match(message):
         return DATA_ERROR
     return FAILED
