@@ -26,14 +26,19 @@ from drn.commands import (
     prepare,
     report,
     score,
+    status,
     train,
+    unlock,
     upscale,
 )
 from drn.commands.output import stderr
 from drn.core import threads
 from drn.core.errors import DrnError
 
-COMMANDS = (score, evaluate, upscale, train, fetch, prepare, report, plan, collect, info, doctor)
+COMMANDS = (
+    score, evaluate, upscale, train, fetch, prepare, report, plan, status, collect, info, doctor,
+    unlock,
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,6 +4,7 @@ trained in segments ends as one trained at once (drn/engine/train.py ``until`` a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,36 @@ def test_between_segments_the_mlflow_run_is_scheduled_then_one_run_to_the_end(
     assert after.info.run_id == found.info.run_id and after.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(found.info.run_id, "loss")]
     assert steps == sorted(steps) and steps[-1] == 12
+
+
+def test_with_stop_if_behind_a_run_behind_at_a_passed_milestone_stops_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    from pipeline import project, small_demo
+
+    from drn.cli import main
+    from drn.pipeline.plan import build_plan
+
+    params = small_demo()
+    params["train"]["stop_if_behind"] = True
+    project(tmp_path, params, dvc=False)
+    monkeypatch.chdir(tmp_path)
+    plan = build_plan(params)
+    (evaluation,) = plan.milestone_evaluations("drn_plus_x2", 3)
+    record = {"step": 3, "verdict": "behind", "line": "milestone drn_plus_x2 @ step 3: behind"}
+    Path(evaluation.path).parent.mkdir(parents=True)
+    Path(evaluation.path).write_text(json.dumps({"psnr": 20.0, "milestone": record}))
+    progress = Path("runs/drn_plus_x2/progress.json")
+    progress.parent.mkdir(parents=True)
+    progress.write_text(json.dumps({"checkpoint_step": 2}))  # not yet at the milestone: trains
+    from drn.commands.train import stop_if_behind
+
+    stop_if_behind(plan, "drn_plus_x2", "runs/drn_plus_x2")
+    progress.write_text(json.dumps({"checkpoint_step": 3}))  # past it: stops before training
+    assert main(["train", "--run", "drn_plus_x2"]) == 3
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("drn: error: drn_plus_x2: behind at its milestone step 3 (photos x2: ")
+    assert "stopped (train.stop_if_behind)" in error and len(error.splitlines()) == 1
+    record["verdict"] = "on course"
+    Path(evaluation.path).write_text(json.dumps({"psnr": 31.0, "milestone": record}))
+    stop_if_behind(plan, "drn_plus_x2", "runs/drn_plus_x2")  # on course: goes on
