@@ -236,7 +236,7 @@ def test_drn_train_on_a_run_another_trains_exits_75_and_the_first_goes_on(data, 
     from test_train import run_drn, tiny_overrides, train_args
 
     run_dir = tmp_path / "run"
-    args = train_args(tiny_overrides(data, tmp_path, 30), run_dir)
+    args = [a for a in train_args(tiny_overrides(data, tmp_path, 30), run_dir) if a != "--no-track"]
     first = run_drn(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = []
     for line in first.stdout:
@@ -260,6 +260,11 @@ def test_drn_train_on_a_run_another_trains_exits_75_and_the_first_goes_on(data, 
     log = (run_dir / "train.log").read_text()
     assert log.count(": started ") == 1 and "finished 30 iterations" in log
     assert (run_dir / "model.pt").is_file() and not (run_dir / HOLDER).exists()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # one MLflow run, as if alone
+    runs = client.search_runs(client.get_experiment_by_name("drn-repro").experiment_id)
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("run", "FINISHED")]
 
 
 def test_drn_train_takes_over_a_killed_trainers_record_and_says_so_in_train_log(data, tmp_path):
