@@ -57,8 +57,11 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(autouse=True)
 def no_tracking_uri_left_over(monkeypatch):
     """A training in the test process sets MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does),
-    which would send the next test's runs to that store: every test starts without it."""
+    which would send the next test's runs to that store: every test starts and ends without it
+    (ends: a module's fixture that trains runs before the next test's start)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="module")

@@ -422,7 +422,9 @@ def test_the_disk_needs_of_the_paper_with_their_numbers(tmp_path, monkeypatch):
     assert cache.bytes == int(800 * 2040 * 1360 * 3 * 1.25)  # HR and LR, uint8 RGB
     assert "800 DIV2K images" in cache.approximate
     checkpoints = [n.bytes for n in needs if n.kind == "checkpoints"]
-    assert checkpoints == [5_000_000] * len(plan.runs)  # model, best, last with Adam's moments
+    # model, best, last with Adam's moments, and one kept at each milestone; milestones: none
+    assert checkpoints == [(5 + len(r.milestones)) * 1_000_000 for r in plan.trained_runs()]
+    assert len(checkpoints) == 11 and sum(checkpoints) == (11 * 5 + 3) * 1_000_000
     results = check_disk(needs, free=lambda path: 10**9)
     assert [r.status for r in results] == [FAIL]
     assert "1.0 GB free" in results[0].found and "decoded cache" in results[0].found

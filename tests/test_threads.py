@@ -205,8 +205,8 @@ def test_every_job_of_the_paper_dag_runs_with_the_cpus_it_asks_the_scheduler_for
         cpus = int(asked.get("cpus_per_task") or int(asked["cpus_per_gpu"]) * int(asked["gpu"]))
         assert re.search(rf"^\s*threads: {cpus}$", block, re.M), block
         checked.add(rule.group(1))
-    assert checked == {"fetch", "evaluate_bicubic", "prepare", "train", "evaluate", "summary",
-                       "report"}  # fmt: skip
+    assert checked == {"fetch", "evaluate_bicubic", "prepare", "train_segment", "train",
+                       "evaluate", "summary", "report"}  # fmt: skip
 
 
 # --- a library caller: a plain script, no drn command ------------------------------------------
