@@ -133,3 +133,22 @@ def test_with_stop_if_behind_a_run_behind_at_a_passed_milestone_stops_in_one_lin
     record["verdict"] = "on course"
     Path(evaluation.path).write_text(json.dumps({"psnr": 31.0, "milestone": record}))
     stop_if_behind(plan, "drn_plus_x2", "runs/drn_plus_x2")  # on course: goes on
+
+
+def test_a_kept_checkpoint_or_model_snakemake_deleted_is_written_again_not_trained(
+    deterministic, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert train(deterministic(12), run, "cpu", report=False, track=False, until=6) == 0
+    kept = weights(run / "checkpoints/step_6.pt")
+    (run / "checkpoints/step_6.pt").unlink()  # a failed job's outputs, or --force before a job
+    assert train(deterministic(12), run, "cpu", report=False, track=False, until=6) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {run}/checkpoints/step_6.pt again, from last.pt at step 6" in out
+    assert same(weights(run / "checkpoints/step_6.pt"), kept)
+    assert train(deterministic(12), run, "cpu", report=False, track=False) == 0
+    final = weights(run / "model.pt")
+    (run / "model.pt").unlink()
+    assert train(deterministic(12), run, "cpu", report=False, track=False) == 0
+    assert same(weights(run / "model.pt"), final)
+    assert "resumed from step 12 (of 12)" in (run / "train.log").read_text()  # no step trained

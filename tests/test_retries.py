@@ -213,6 +213,25 @@ def test_a_refusal_of_a_held_run_is_recorded_held_and_the_next_attempt_runs(tmp_
     assert lines[0]["message"] == HELD_MESSAGE
 
 
+def test_an_attempt_refused_beside_a_running_one_leaves_the_running_ones_log_and_message(
+    tmp_path,
+):
+    log = tmp_path / "logs/train/drn_x2_step200.log"
+    training = ("import sys, time; print('training', flush=True); time.sleep(3); "
+                "sys.exit('drn: error: its own')")  # fmt: skip
+    holder = subprocess.Popen([*SUPERVISE, "--log", str(log), "--attempt", "1", "--",
+                               sys.executable, "-c", training])  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (log.is_file() and "training" in log.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    refusing = [sys.executable, "-c", f"import sys; print({HELD_MESSAGE!r}); sys.exit(75)"]
+    assert supervise(log, 2, *refusing).returncode == 75  # a relaunched workflow's job
+    assert holder.wait(timeout=60) == 1
+    lines = {x["attempt"]: x for x in read_record(record_path(log))}
+    assert lines[1]["message"] == "drn: error: its own" and lines[2]["message"] == HELD_MESSAGE
+
+
 def test_a_data_error_runs_once_and_its_retries_say_why_and_exit_at_once(tmp_path):
     log = tmp_path / "logs/evaluate/bicubic_x2_broken.log"
     failing = [sys.executable, "-c", "import sys; print('scoring'); "

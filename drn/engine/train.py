@@ -319,7 +319,11 @@ class _Run:
     def nothing_to_do(self, end: int) -> bool:
         """Whether this attempt has no step to train: the run is finished (model.pt written),
         or its segment up to `end` is done (its step checkpoint kept); says so on the console.
-        A run past `end` without that checkpoint cannot serve it: a UsageError."""
+        A segment's checkpoint that is gone while last.pt is at its step (Snakemake removes a
+        job's outputs before running it, and a failed job's: e.g. a job refused while another
+        trainer held the run) is written again from those weights; a run past `end` without it
+        cannot serve that milestone: a UsageError. (A finished run's lost model.pt is written
+        again by the loop's end, which its step has reached.)"""
         settings, model = self.settings, self.run_dir / "model.pt"
         if self.step >= settings.iterations and model.is_file():
             print(f"{self.run_dir}: already finished ({self.step} iterations; {model}); "
@@ -328,6 +332,10 @@ class _Run:
         if end >= settings.iterations or self.step < end:
             return False
         kept = self.milestone_path(end)
+        if not kept.is_file() and self.step == end and self.cluster.main:
+            self.save_milestone(self._recorded_run())
+            print(f"{self.run_dir}: wrote {kept} again, from last.pt at step {end}", flush=True)
+            return True
         if not kept.is_file():
             raise UsageError(
                 f"{self.run_dir}: at step {self.step}, past step {end} without its checkpoint "
@@ -523,14 +531,26 @@ class _Run:
         })  # fmt: skip
         self.checkpoint_step = self.step
 
-    def save_milestone(self) -> None:
+    def save_milestone(self, record: dict[str, str] | None = None) -> None:
         """checkpoints/step_<N>.pt: the weights at a milestone (naming the MLflow run, as
-        model.pt does, so that its evaluation is logged there)."""
-        record = self.tracker.record() if self.tracker else None
+        model.pt does, so that its evaluation is logged there; `record`, where not tracking)."""
+        record = self.tracker.record() if self.tracker else record
         save_checkpoint(self.milestone_path(self.step), self.model, mlflow=record,
                         milestone={"step": self.step, "run": self.run_dir.name})  # fmt: skip
-        self.reporter.say(f"kept the checkpoint of step {self.step}: "
-                          f"{self.milestone_path(self.step)}")  # fmt: skip
+        if hasattr(self, "reporter"):
+            self.reporter.say(f"kept the checkpoint of step {self.step}: "
+                              f"{self.milestone_path(self.step)}")  # fmt: skip
+
+    def _recorded_run(self) -> dict[str, str] | None:
+        """The MLflow record of the run last.pt names, without opening the store."""
+        from drn.engine.tracking import recorded_uri, tracking_uri
+
+        if not self.run_id:
+            return None
+        return {
+            "run_id": self.run_id,
+            "tracking_uri": recorded_uri(tracking_uri(self.settings.tracking_uri)),
+        }
 
     def write_progress(self, state: str) -> None:
         """progress.json (rank 0): where the run is, for ``drn status`` and the plan."""

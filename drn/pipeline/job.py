@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 OK, STOPPED, OUT_OF_MEMORY = "ok", "stopped", "out_of_memory"
 USAGE_ERROR, DATA_ERROR, HELD, BEHIND, KILLED, FAILED, RUNNING = (
@@ -269,13 +269,18 @@ def classify(
     return FAILED
 
 
-def last_error_line(log: Path, size: int = 65536) -> str | None:
-    """The last ``drn: error:`` line of a log's tail, else its last line (progress bars' carriage
-    returns and colours removed), at most 500 characters."""
+def last_error_line(log: Path | IO[str], size: int = 65536) -> str | None:
+    """The last ``drn: error:`` line of a log's tail (a path, or a file open on it), else its
+    last line (progress bars' carriage returns and colours removed), at most 500 characters."""
     try:
-        with log.open("rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - size))
-            tail = handle.read().decode("utf-8", errors="replace")
+        if isinstance(log, Path):
+            with log.open("rb") as handle:
+                handle.seek(max(0, handle.seek(0, os.SEEK_END) - size))
+                tail = handle.read().decode("utf-8", errors="replace")
+        else:
+            end = os.fstat(log.fileno()).st_size
+            raw = os.pread(log.fileno(), size, max(0, end - size))
+            tail = raw.decode("utf-8", errors="replace")
     except OSError:
         return None
     lines = [ANSI.sub("", part).strip() for part in re.split(r"[\r\n]+", tail)]
@@ -409,7 +414,8 @@ def supervise(log: Path, attempt: int, command: Sequence[str], memory_retries: i
         "oom_kills": None,
     }  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as output:
+    log.unlink(missing_ok=True)  # a new file: another attempt still writing keeps its own
+    with log.open("w+") as output:
         if not decision.run:
             print(decision.why, file=output, flush=True)
             line.update(cause=decision.cause, retryable=False, exit_code=decision.exit_code,
@@ -447,10 +453,10 @@ def supervise(log: Path, attempt: int, command: Sequence[str], memory_retries: i
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+        message = last_error_line(output)  # this attempt's, whatever happened to the path
     after = _oom_kills(version, cgroups)
     oom_kills = max((after[c] - before.get(c, 0) for c in after), default=0)
     limit_mb, peak_mb = _memory_summary(version, cgroups)
-    message = last_error_line(log)
     stop = received[0] if received else 0
     cause = classify(returncode, message, oom_kills, stop)
     status = 128 - returncode if returncode < 0 else returncode

@@ -1,7 +1,7 @@
 # Training: every trained run of the plan (`drn plan`) in segments, one job up to each milestone
 # (checkpoints/step_<N>.pt, evaluated while the rest trains), then one to its end, all in one run
 # directory and MLflow run; a retried job resumes from its checkpoint. The outputs are what a
-# segment writes at its end: a job refused (a live trainer holds the run) has none to remove.
+# segment writes at its end; one deleted (a refused job's) is written again from last.pt.
 
 
 rule train_segment:
