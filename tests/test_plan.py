@@ -82,6 +82,7 @@ def test_a_run_of_another_seed_or_schedule_is_not_a_milestone():
     short = settings_from_params(DEMO, "drn", 2, 0.2)
     long = settings_from_params(DEMO, "drn", 2)
     assert is_prefix(short, long) and not is_prefix(long, short)
+    assert not is_prefix(replace(short, iterations=0), long)  # no step: nothing to keep
     assert not is_prefix(replace(short, decay_every=100), long)  # halves at another step
     assert not is_prefix(replace(short, seed=1), long)
     assert not is_prefix(replace(short, loss="l2"), long)

@@ -69,4 +69,4 @@ def is_prefix(short: TrainSettings, long: TrainSettings) -> bool:
     :mod:`drn.engine.dataset`), so ``long``'s weights at that step are ``short``'s."""
     own, other = result_settings(short), result_settings(long)
     same = all(own[k] == other[k] for k in own if k != "iterations")
-    return same and short.iterations < long.iterations
+    return same and 0 < short.iterations < long.iterations  # a run of no step has no milestone
