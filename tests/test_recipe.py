@@ -44,12 +44,18 @@ def test_an_ablation_added_only_to_params_yaml_is_planned_run_and_reported(tmp_p
     assert set(zip(labels, runs, strict=True)) <= evaluations
 
     dry = run(workspace, BIN / "snakemake", "--dry-run", "--printshellcmds", "--cores", "1")
-    for run_name, label in zip(runs, labels, strict=True):
-        assert f"drn train --run {run_name} " in dry
-        assert f"results/eval/{label}/x2/photos.json" in dry
     stages = yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]
-    assert all(f"train-{r}" in stages for r in runs)
-    assert {f"{label}-x2-photos" for label in labels} <= set(stages["evaluate"]["foreach"])
+    served = {r["name"]: r for r in plan["runs"] if not r["trained"]}
+    for run_name, label in zip(runs, labels, strict=True):
+        if run_name in served:  # the first steps of a main run: its checkpoint there
+            of, step = served[run_name]["served_by"], served[run_name]["iterations"]
+            assert f"drn train --run {of} --until {step} " in dry
+            assert f"train-{of}-step{step}" in stages
+        else:
+            assert f"drn train --run {run_name} " in dry and f"train-{run_name}" in stages
+        assert f"results/eval/{label}/x2/photos.json" in dry
+    evaluations = {*stages["evaluate"]["foreach"], *stages["evaluate_milestone"]["foreach"]}
+    assert {f"{label}-x2-photos" for label in labels} <= evaluations
 
     # 4. trained and evaluated by the workflow, then reported
     targets = [f"results/eval/{label}/x2/photos.json" for label in labels]
