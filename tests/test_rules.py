@@ -280,6 +280,16 @@ def test_a_jobs_threads_are_the_cpus_it_asks_for():
     assert (rules.gpus("train"), rules.gpus("evaluate")) == (2, 0)
 
 
+def test_a_segment_trains_its_run_up_to_its_step_the_last_to_the_end():
+    rules = Workflow(gpu_params(gpu=0, cpus_per_gpu=3))
+    segment, last = rules.train_command(segment=True), rules.train_command(segment=False)
+    assert segment.endswith(
+        " -- drn train --run {wildcards.run} --until {wildcards.step} --gpus 2 --if-changed restart"
+    )
+    assert last.endswith(" -- drn train --run {wildcards.run} --gpus 2 --if-changed restart")
+    assert last.startswith("exec python -m drn.pipeline.job --log {log} ")
+
+
 def test_the_module_loads_neither_torch_nor_snakemake():
     probe = ("import sys, drn.pipeline.workflow; "
              "print(sorted({'torch', 'snakemake'} & set(sys.modules)))")  # fmt: skip

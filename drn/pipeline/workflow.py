@@ -234,3 +234,10 @@ class Workflow:
 
     def gpus(self, kind: str) -> int:
         return self.config["resources"][kind]["gpu"]
+
+    def train_command(self, segment: bool) -> str:
+        """The train rules' shell command: `drn train` of the run (up to the step wildcard, for
+        a segment), on resources.train.gpu GPUs, under the supervisor."""
+        until = " --until {wildcards.step}" if segment else ""
+        return self.supervised(f"drn train --run {{wildcards.run}}{until} "
+                               f"--gpus {self.gpus('train')} --if-changed restart")  # fmt: skip

@@ -19,10 +19,7 @@ rule train_segment:
     conda:
         ENV
     shell:
-        supervised(
-            f"drn train --run {{wildcards.run}} --until {{wildcards.step}} --gpus {W.gpus('train')} "
-            "--if-changed restart"
-        )
+        W.train_command(segment=True)
 
 
 rule train:
@@ -40,6 +37,4 @@ rule train:
     conda:
         ENV
     shell:
-        supervised(
-            f"drn train --run {{wildcards.run}} --gpus {W.gpus('train')} --if-changed restart"
-        )
+        W.train_command(segment=False)
