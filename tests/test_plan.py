@@ -58,6 +58,13 @@ def test_an_ablation_run_that_is_a_main_runs_first_epochs_is_its_checkpoint_ther
         "drn_plus_x3_e100": ("drn_plus_x3", 100_000,
                              "runs/drn_plus_x3/checkpoints/step_100000.pt"),
     }  # fmt: skip
+    assert [r.name for r in plan.served_runs()] == [
+        "drn_x2_e100",
+        "drn_x3_e100",
+        "drn_plus_x3_e100",
+    ]  # main runs' order
+    floor = plan.bicubic_of(plan.evaluation("distillation-drn", 3, "Set5"))  # a verdict's floor
+    assert floor is not None and floor.path == "results/eval/bicubic/x3/Set5.json"
     assert plan.run("drn_x3").milestones == (100_000,)
     assert plan.run("drn_x3").segments == (100_000, 800_000)
     assert plan.run("drn_x4").segments == (800_000,)

@@ -96,7 +96,7 @@ def _milestone_of(args: argparse.Namespace):
     """For --milestone: the plan's evaluation whose JSON is --json, as a function of the PSNR
     scored to its ``"milestone"`` block (:func:`drn.report.milestones.milestone`)."""
     from drn.pipeline.plan import build_plan
-    from drn.report.milestones import bicubic_evaluation, milestone
+    from drn.report.milestones import milestone
     from drn.report.results import read
 
     if args.json is None:
@@ -109,6 +109,6 @@ def _milestone_of(args: argparse.Namespace):
     if run is None or run.trained:
         raise UsageError(f"--milestone: {args.json} is no milestone evaluation of the plan "
                          f"({args.params})")  # fmt: skip
-    bicubic = read(bicubic_evaluation(plan, found[0]))
+    bicubic = read(plan.bicubic_of(found[0]))
     floor = float(bicubic["psnr"]) if bicubic else None
     return lambda psnr: milestone(params, plan, found[0], psnr, floor)

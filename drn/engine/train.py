@@ -224,6 +224,8 @@ def train(
                 run.save_last()
             if cluster.main and run.step in kept:
                 run.save_milestone()
+                run.reporter.say(f"kept the checkpoint of step {run.step}: "
+                                 f"{run.milestone_path(run.step)}")  # fmt: skip
             signum = run.stop_signal(signals)
             if signum:
                 status = "KILLED"
@@ -537,9 +539,6 @@ class _Run:
         record = self.tracker.record() if self.tracker else record
         save_checkpoint(self.milestone_path(self.step), self.model, mlflow=record,
                         milestone={"step": self.step, "run": self.run_dir.name})  # fmt: skip
-        if hasattr(self, "reporter"):
-            self.reporter.say(f"kept the checkpoint of step {self.step}: "
-                              f"{self.milestone_path(self.step)}")  # fmt: skip
 
     def _recorded_run(self) -> dict[str, str] | None:
         """The MLflow record of the run last.pt names, without opening the store."""

@@ -206,9 +206,8 @@ def _evaluations(params: dict[str, Any], plan: Plan, found: list[Evaluation]) ->
         )
         item = {"cmd": cmd, **({"model": model} if model else {}), "hr": hr, "json": e.path}
         if milestone:  # its verdict's floor where no published number exists: bicubic's score
-            floor = [b.path for b in plan.evaluations
-                     if b.run is None and (b.scale, b.dataset) == (e.scale, e.dataset)]  # fmt: skip
-            item.update({"bicubic": floor[0]} if floor else {})
+            floor = plan.bicubic_of(e)
+            item.update({"bicubic": floor.path} if floor else {})
         items[key] = item
     return items
 

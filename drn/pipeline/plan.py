@@ -116,9 +116,18 @@ class Plan:
         return [run for run in self.runs if run.trained]
 
     def served_runs(self, by: str | None = None) -> list[Run]:
-        """The runs served by another's checkpoint (by run `by` only, if given), by step."""
+        """The runs served by another's checkpoint (by run `by` only, if given): by serving run,
+        in the plan's order, then by step."""
+        order = {run.name: index for index, run in enumerate(self.runs)}
         served = [r for r in self.runs if r.served_by and by in (None, r.served_by)]
-        return sorted(served, key=lambda r: (r.served_by, r.iterations))
+        return sorted(served, key=lambda r: (order[r.served_by or ""], r.iterations))
+
+    def bicubic_of(self, evaluation: Evaluation) -> Evaluation | None:
+        """The plan's bicubic evaluation of `evaluation`'s dataset and scale (a milestone's
+        floor), None: none."""
+        where = (evaluation.scale, evaluation.dataset)
+        return next((e for e in self.evaluations
+                     if e.run is None and (e.scale, e.dataset) == where), None)  # fmt: skip
 
     def milestone_evaluations(self, of: str, step: int | None = None) -> list[Evaluation]:
         """The evaluations of the runs that run `of` serves (at `step` only, if given)."""

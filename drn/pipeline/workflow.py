@@ -137,11 +137,8 @@ class Workflow:
             "model": self.evaluated_model(wildcards),
             "hr": self.source_dir(evaluation.dataset),
         }
-        if self.is_milestone(evaluation):
-            where = (evaluation.scale, evaluation.dataset)
-            bicubic = [e.path for e in self.plan.evaluations
-                       if e.run is None and (e.scale, e.dataset) == where]  # fmt: skip
-            inputs.update({"bicubic": bicubic[0]} if bicubic else {})
+        bicubic = self.plan.bicubic_of(evaluation) if self.is_milestone(evaluation) else None
+        inputs.update({"bicubic": bicubic.path} if bicubic else {})
         return inputs
 
     def is_milestone(self, evaluation: Evaluation) -> bool:

@@ -121,16 +121,6 @@ def line(of: str, step: int, dataset: str, scale: int, psnr: float,
     return f"{head} ({against}, tolerance {found['tolerance_db']:.2f} dB)"
 
 
-def bicubic_evaluation(plan: Plan, evaluation: Evaluation) -> Evaluation | None:
-    """The plan's bicubic evaluation of ``evaluation``'s dataset and scale, None: none."""
-    for found in plan.evaluations:
-        if found.run is None and (found.scale, found.dataset) == (
-            evaluation.scale, evaluation.dataset,
-        ):  # fmt: skip
-            return found
-    return None
-
-
 def milestone(params: dict[str, Any], plan: Plan, evaluation: Evaluation, psnr: float,
               bicubic_psnr: float | None,
               reference: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
@@ -189,13 +179,12 @@ def milestone_rows(params: dict[str, Any], plan: Plan,
     section is demo scale when the runs serving the milestones are (their recipe against the
     paper's, as Table 3's runs)."""
     tolerance = tolerance_db(params)
-    order = {run.name: index for index, run in enumerate(plan.runs)}
-    served = sorted(plan.served_runs(), key=lambda r: (order[r.served_by or ""], r.iterations))
+    served = plan.served_runs()
     rows = []
     for run in served:
         for evaluation in (e for e in plan.evaluations if e.run == run.name):
             data = read(evaluation)
-            bicubic = read(bicubic_evaluation(plan, evaluation))
+            bicubic = read(plan.bicubic_of(evaluation))
             floor = None if bicubic is None else bicubic.get("psnr")
             expected = expectation(params, plan, evaluation, floor, reference)
             psnr = None if data is None else data.get("psnr")
