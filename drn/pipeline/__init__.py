@@ -3,6 +3,8 @@
 Owns: :mod:`~drn.pipeline.params` (reading and validating params.yaml, ``--set`` overrides),
 :mod:`~drn.pipeline.settings` (a run's ``TrainSettings`` resolved from params.yaml),
 :mod:`~drn.pipeline.plan` (every run and evaluation, their names and files; milestones),
+:mod:`~drn.pipeline.packs` (which runs share a GPU: ``resources.train.pack``, pure),
+:mod:`~drn.pipeline.pack_job` (a pack's runs trained at once, each its own process),
 :mod:`~drn.pipeline.workflow` (what the Snakefile's rules compute: wildcards, inputs, resources
 by attempt, the supervised command), :mod:`~drn.pipeline.dvc_stages` (dvc.yaml, generated),
 :mod:`~drn.pipeline.cost` (GPU-hours before launch), :mod:`~drn.pipeline.download` (sources:
