@@ -168,6 +168,7 @@ def train(
     tags: dict[str, str] | None = None,
     until: int | None = None,
     keep: tuple[int, ...] = (),
+    restore_only: bool = False,
 ) -> int:
     """Train (or resume) one run; returns 0 when finished (or its segment is), 128 + signal when
     stopped early.
@@ -179,7 +180,8 @@ def train(
     resumes there, in the same MLflow run); ``keep``: the steps whose checkpoint is kept as
     ``checkpoints/step_<N>.pt`` (the plan's milestones). A finished run is not trained again.
     Rank 0 holds the run directory (:mod:`drn.engine.holder`): one another live process trains
-    is refused (HeldError, exit 75), a gone holder's taken over.
+    is refused (HeldError, exit 75), a gone holder's taken over. ``restore_only`` (a run a pack
+    trained): train nothing; a segment or run not done is a UsageError.
     """
     cluster, device = start_cluster(device_name)
     if settings.batch % cluster.world:
@@ -196,6 +198,9 @@ def train(
             if held is not None:
                 held.release()
             return 0
+        if restore_only:
+            raise UsageError(f"{run_dir}: at step {run.step}, not trained to step {end} by its "
+                             "pack (see the pack job's log)")  # fmt: skip
         run.until = end if end < settings.iterations else None
         run.open_log(report, resumed)
         if held is not None and held.took_over:
@@ -324,12 +329,18 @@ class _Run:
         A segment's checkpoint that is gone while last.pt is at its step (Snakemake removes a
         job's outputs before running it, and a failed job's: e.g. a job refused while another
         trainer held the run) is written again from those weights; a run past `end` without it
-        cannot serve that milestone: a UsageError. (A finished run's lost model.pt is written
-        again by the loop's end, which its step has reached.)"""
+        cannot serve that milestone: a UsageError. A finished run's lost model.pt is written
+        again from last.pt likewise (its MLflow artifacts were logged when it finished)."""
         settings, model = self.settings, self.run_dir / "model.pt"
         if self.step >= settings.iterations and model.is_file():
             print(f"{self.run_dir}: already finished ({self.step} iterations; {model}); "
                   "nothing to do", flush=True)  # fmt: skip
+            return True
+        if self.step >= settings.iterations:  # every rank returns, rank 0 writes
+            if self.cluster.main:
+                save_checkpoint(model, self.model, mlflow=self._recorded_run())
+            print(f"{self.run_dir}: wrote {model} again, from last.pt at step {self.step}",
+                  flush=True)  # fmt: skip
             return True
         if end >= settings.iterations or self.step < end:
             return False
