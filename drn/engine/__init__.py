@@ -8,7 +8,8 @@ Owns: :mod:`~drn.engine.settings` (what a run depends on: ``TrainSettings``; no 
 :mod:`~drn.engine.tracking` (MLflow: runs, their evaluations, weights fetched back),
 :mod:`~drn.engine.reporter` (a training run's console, ``train.log`` and ``progress.json``),
 :mod:`~drn.engine.runtime` (a training process's ranks, stop signals, random states, seeds),
-:mod:`~drn.engine.holder` (one trainer per run directory: ``holder.json``; standard library).
+:mod:`~drn.engine.holder` (one trainer per run directory: ``holder.json``; standard library),
+:mod:`~drn.engine.mps` (a pack's private CUDA MPS daemon; standard library).
 
 May import: :mod:`drn.core`, :mod:`drn.protocol`, :mod:`drn.models`, torch, MLflow. Never
 params.yaml: a run's settings arrive resolved. This ``__init__`` imports nothing (the pipeline
