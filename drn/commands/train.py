@@ -1,4 +1,5 @@
-"""``drn train``: train (or resume) one run of the plan, or one model at one scale."""
+"""``drn train``: train (or resume) one run of the plan, or one model at one scale; several runs
+of the plan at once on one GPU (a pack: drn/pipeline/pack_job.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(also after SIGTERM/SIGUSR1).",
     )  # fmt: skip
     parser.add_argument(
-        "--run", dest="plan_run", metavar="NAME", help="a run of the plan (drn plan), e.g. drn_x2"
-    )
+        "--run", dest="plan_runs", metavar="NAME", action="append", default=[],
+        help="a run of the plan (drn plan), e.g. drn_x2; repeated: a pack, its runs trained at "
+        "once on one device, each in its own process (resources.train.mps: auto uses CUDA MPS "
+        "where the node has it)",
+    )  # fmt: skip
     parser.add_argument("--model", help="model variant (drn, drn_plus, drn_no_rd), with --scale")
     add_scale_option(parser, "upscaling factor, with --model", required=False)
     add_params_option(parser)
@@ -47,6 +51,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "without it to go on (same run directory and MLflow run)",
     )  # fmt: skip
     parser.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    parser.add_argument(
+        "--record", type=Path, metavar="JSON",
+        help="a pack: write each run's outcome there and exit 0 once every run is done or failed "
+        "for good (the workflow's pack job; each run's own job then reports it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from-pack", type=Path, metavar="JSON",
+        help="train nothing: end as the pack recorded in JSON says the run (--run) ended, "
+        "writing its checkpoint or model.pt again from last.pt if it is gone",
+    )  # fmt: skip
     parser.set_defaults(run=run)
     return parser
 
@@ -57,19 +71,26 @@ def run(args: argparse.Namespace) -> int:
     from drn.pipeline.plan import build_plan, run_directory, run_name
     from drn.pipeline.settings import settings_from_params
 
-    if args.plan_run is not None and (args.model or args.scale or args.epochs or args.loss):
+    if args.plan_runs and (args.model or args.scale or args.epochs or args.loss):
         raise UsageError("--run NAME: the plan gives the model, scale, epochs and loss")
-    if args.plan_run is None and not (args.model and args.scale):
+    if not args.plan_runs and not (args.model and args.scale):
         raise UsageError("give --run NAME (a run of drn plan), or --model and --scale")
-    if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
-        return launch_under_torchrun(args.gpus, sys.argv[1:])
     if args.until is not None and args.until < 1:
         raise UsageError(f"--until {args.until}: a step of the run, 1 or more")
+    if len(args.plan_runs) > 1 or args.record is not None:
+        return train_pack(args)
+    if args.gpus > 1 and "LOCAL_RANK" not in os.environ and args.from_pack is None:
+        return launch_under_torchrun(args.gpus, sys.argv[1:])
     params = read_params(args.params, args.set)
     keep: tuple[int, ...] = ()
-    if args.plan_run is not None:
+    restore_only = args.from_pack is not None
+    if args.plan_runs:
         plan = build_plan(params)
-        planned = plan.run(args.plan_run)
+        planned = plan.run(args.plan_runs[0])
+        if restore_only:
+            from drn.pipeline.pack_job import outcome_of
+
+            outcome_of(args.from_pack, planned.name)  # a run failed for good: its error
         if not planned.trained:
             raise UsageError(
                 f"run {planned.name} is not trained: it is step {planned.iterations} of run "
@@ -81,14 +102,46 @@ def run(args: argparse.Namespace) -> int:
         if params["train"].get("stop_if_behind"):
             stop_if_behind(plan, planned.name, planned.directory)
     else:
+        if restore_only:
+            raise UsageError("--from-pack: give the run with --run NAME")
         settings = settings_from_params(params, args.model, args.scale, args.epochs, args.loss)
         name = run_name(params, args.model, args.scale, args.epochs, args.loss, settings.seed)
         tags = {}
     return train(
-        settings, args.run_dir or Path(run_directory(params, name)), args.device, report=True,
-        track=params["tracking"]["enabled"] and not args.no_track,
-        if_changed=args.if_changed, tags=tags, until=args.until, keep=keep,
+        settings, args.run_dir or Path(run_directory(params, name)),
+        "cpu" if restore_only else args.device, report=True,
+        track=params["tracking"]["enabled"] and not args.no_track and not restore_only,
+        if_changed="refuse" if restore_only else args.if_changed, tags=tags, until=args.until,
+        keep=keep, restore_only=restore_only,
     )  # fmt: skip
+
+
+def train_pack(args: argparse.Namespace) -> int:
+    """Several runs of the plan at once, each its own ``drn train --run NAME`` process."""
+    from drn.pipeline.pack_job import Member, run_pack
+    from drn.pipeline.plan import build_plan
+
+    runs = args.plan_runs
+    if len(set(runs)) < len(runs):
+        raise UsageError(f"--run: a run given twice ({', '.join(runs)})")
+    for given, option in ((args.run_dir, "--run-dir"), (args.from_pack, "--from-pack")):
+        if given is not None:
+            raise UsageError(f"{option}: one run's; a pack's runs live in their own directories")
+    if args.gpus > 1:
+        raise UsageError(f"--gpus {args.gpus}: a pack shares one GPU (resources.train.gpu: 1)")
+    params = read_params(args.params, args.set)
+    plan = build_plan(params)
+    for name in runs:
+        if not plan.run(name).trained:  # an unknown run: the plan's UsageError
+            raise UsageError(f"run {name} is a milestone of run {plan.run(name).served_by}")
+    common = ["--params", str(args.params), *(f"--set={item}" for item in args.set),
+              "--device", args.device, "--gpus", str(args.gpus), "--if-changed", args.if_changed,
+              *(["--until", str(args.until)] if args.until else []),
+              *(["--no-track"] if args.no_track else [])]  # fmt: skip
+    members = [Member(name, [sys.executable, "-m", "drn", "train", "--run", name, *common])
+               for name in runs]  # fmt: skip
+    mps = params["resources"]["train"].get("mps", "auto")
+    return run_pack("+".join(runs), members, mps, args.device, args.record, args.until)
 
 
 def stop_if_behind(plan, name: str, directory: str) -> None:

@@ -75,7 +75,7 @@ SLURM_STATES = {  # a job's final state -> the cause of an attempt whose supervi
     "OUT_OF_MEMORY": OUT_OF_MEMORY, "TIMEOUT": STOPPED, "PREEMPTED": STOPPED,
     "DEADLINE": STOPPED, "NODE_FAIL": FAILED, "BOOT_FAIL": FAILED,
 }  # fmt: skip
-OOM_SCORE_ADJ = 500  # the command's: the OOM killer's first choice in its job (see _in_child)
+OOM_SCORE_ADJ = 500  # the command's: the OOM killer's first choice in its job (see in_child)
 ERROR_LINE = re.compile(r"^drn(?: [\w-]+)?: error: ")
 HELD_EXIT, BEHIND_EXIT = 75, 3  # drn.core.errors.HeldError's (EX_TEMPFAIL), BehindError's
 HELD_LINE = re.compile(r"^drn: error: .*: trained by pid \d+ on .*; not started\b")
@@ -375,7 +375,7 @@ def _scheduler_log(job_id: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-def _in_child() -> None:
+def in_child() -> None:
     """Before the command starts: its own process group, so that a Ctrl-C reaches it once (the
     supervisor passes it on); SIGTERM when the supervisor dies (Linux), so that it never outlives
     a supervisor killed outright; and first in line for the kernel's OOM killer (oom_score_adj
@@ -442,7 +442,7 @@ def supervise(log: Path, attempt: int, command: Sequence[str], memory_retries: i
         start = time.monotonic()
         try:
             child = subprocess.Popen(list(command), stdout=output, stderr=subprocess.STDOUT,
-                                     preexec_fn=_in_child)  # fmt: skip
+                                     preexec_fn=in_child)  # fmt: skip
         except OSError as error:
             print(f"drn.pipeline.job: cannot run {command[0]}: {error}", file=output, flush=True)
             returncode = 127
