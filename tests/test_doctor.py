@@ -10,6 +10,8 @@ import http.server
 import json
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,12 +21,20 @@ import pytest
 import yaml
 from conftest import REPO
 from slurm_cluster import running_cluster
+from test_mps import BOTH, fake_tools
 
 from drn.cli import main
 from drn.doctor import checklist
 from drn.doctor.attempts import check_attempts, last_attempts
 from drn.doctor.checklist import check_plan, exit_code, render
-from drn.doctor.environment import check_torch, check_tracking, shared_path
+from drn.doctor.environment import (
+    PROBE_CODE,
+    check_mps_here,
+    check_torch,
+    check_tracking,
+    probe,
+    shared_path,
+)
 from drn.doctor.profile import Profile, Request, gres_gpus, load_profile, requests
 from drn.doctor.result import FAIL, OK, SKIP, WARN, Answer, Result, command
 from drn.doctor.slurm import (
@@ -341,6 +351,77 @@ def test_a_cpu_torch_for_gpu_jobs_fails():
     assert check_torch([], (None, None)).status == FAIL
 
 
+def test_mps_is_an_informational_line_here(tmp_path, monkeypatch):
+    """env.mps says whether a pack's runs can use CUDA MPS where the jobs run, else why they
+    time-slice: ok either way (never a failure), skipped where MPS is off or not asked."""
+    fake_tools(tmp_path / "bin", monkeypatch, *BOTH)  # the whole PATH: no real NVIDIA tool
+    here = check_mps_here("auto", 1, False, None)
+    assert here == Result("env.mps", OK, "here (jobs run on this machine): CUDA MPS available: "
+                          "a pack's runs (drn train --run A --run B) share the GPU through a "
+                          "private MPS daemon")  # fmt: skip
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    hidden = check_mps_here("auto", 1, False, None)
+    assert hidden.status == OK and exit_code([hidden]) == 0 and not hidden.fix
+    reason = "CUDA_VISIBLE_DEVICES='' hides every GPU"
+    assert hidden.found == f"here (jobs run on this machine): no CUDA MPS ({reason}): a pack's " \
+        "runs share the GPU by time slicing"  # fmt: skip
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    (tmp_path / "bin/nvidia-cuda-mps-control").unlink()
+    missing = check_mps_here("auto", 1, False, None)
+    assert missing.status == OK and "no CUDA MPS (nvidia-cuda-mps-control is not on PATH)" in \
+        missing.found  # fmt: skip
+    assert check_mps_here(False, 1, False, None).status == SKIP  # mps: off, as YAML reads it
+    cpu = check_mps_here("auto", 0, False, None)
+    assert cpu.status == SKIP and "ask for no GPUs" in cpu.found and "not on PATH" in cpu.found
+    nodes = check_mps_here("auto", 1, True, cluster())  # other hosts: --probe asks one
+    assert nodes.status == SKIP and "drn doctor --probe" in nodes.found
+
+
+def probe_runner(logs: Path, output: str):
+    """A Slurm whose probe job 42 ran on node g1 and printed ``output``."""
+
+    def run(args):
+        if args[0] == "sbatch":
+            (logs / "probe-42.out").write_text(output)
+            return Answer(tuple(args), 0, "42\n")
+        if args[:3] == ["scontrol", "-o", "show"]:
+            return Answer(tuple(args), 0, "JobId=42 JobState=COMPLETED NodeList=g1 ExitCode=0:0")
+        return Answer(tuple(args), None, missing=True)
+
+    return run
+
+
+def test_the_probe_asks_its_node_about_mps(tmp_path, monkeypatch):
+    torch_line = "drn-probe 2.9.0 True 1 /venv/bin/python\n"
+    results = probe(request(), tmp_path, probe_runner(tmp_path, torch_line + "drn-mps "
+                    "unavailable nvidia-cuda-mps-control is not on PATH\n"), poll_s=0)  # fmt: skip
+    assert [r.name for r in results] == ["env.probe", "env.mps"] and results[0].status == OK
+    found = "node g1: no CUDA MPS (nvidia-cuda-mps-control is not on PATH): a pack's runs share "
+    assert results[1] == Result("env.mps", OK, found + "the GPU by time slicing")
+    run = probe_runner(tmp_path, torch_line + "drn-mps available\n")
+    available = probe(request(), tmp_path, run, poll_s=0)[1]
+    assert available.status == OK and available.found.startswith("node g1: CUDA MPS available")
+    assert probe(request(), tmp_path, run, poll_s=0, mps_mode="off")[1].status == SKIP
+    unsaid = probe(request(), tmp_path, probe_runner(tmp_path, torch_line), poll_s=0)[1]
+    assert unsaid.status == SKIP and "the probe job did not say" in unsaid.found
+    no_gpu = probe(request(), tmp_path, probe_runner(tmp_path, "drn-probe 2.9.0 False 0 x\n"
+                   "drn-mps available\n"), poll_s=0)  # fmt: skip
+    assert no_gpu[0].status == FAIL and no_gpu[1].status == SKIP and "env.probe" in no_gpu[1].found
+    # the node side: the probe job's code, run here with the fake tools
+    fake_tools(tmp_path / "bin", monkeypatch, "nvidia-smi")
+    done = subprocess.run([sys.executable, "-c", PROBE_CODE], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("drn-probe ")
+    assert done.stdout.splitlines()[1] == "drn-mps unavailable nvidia-cuda-mps-control is not "\
+        "on PATH"  # fmt: skip
+    (tmp_path / "bin/nvidia-cuda-mps-control").write_text("#!/bin/sh\n")
+    (tmp_path / "bin/nvidia-cuda-mps-control").chmod(0o755)
+    done = subprocess.run([sys.executable, "-c", PROBE_CODE], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)  # fmt: skip
+    assert done.stdout.splitlines()[1] == "drn-mps available", done.stderr
+
+
 def test_sqlite_on_a_network_file_system_fails_with_the_server_recipe(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = paper_params()
@@ -467,6 +548,30 @@ def test_drn_doctor_json_parses_on_a_workstation(tmp_path, monkeypatch, capsys):
     assert code == 0, results
     assert {"name", "status", "found", "fix"} <= set(results[0])
     assert results[0]["status"] == SKIP and "no Slurm here" in results[0]["found"]
+    mps = next(r for r in results if r["name"] == "env.mps")  # the demo trains on CPUs
+    assert mps["status"] == SKIP and "train jobs ask for no GPUs" in mps["found"]
+    assert "here (jobs run on this machine): " in mps["found"]
+
+
+def test_drn_doctor_says_whether_packs_can_use_mps_here(tmp_path, monkeypatch, capsys):
+    params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
+    params["sources"]["Set5"] = {"local": str(REPO / "tests/data/Set5")}
+    params["resources"]["train"]["gpu"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checklist, "plan_cost", lambda params, plan: (None, "no projection"))
+    fake_tools(tmp_path / "bin", monkeypatch, *BOTH)
+    main(["doctor", "--profile", str(REPO / "workflow/profiles/local")])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if " env.mps " in x)
+    assert line.startswith("ok    env.mps") and "here (jobs run on this machine): CUDA MPS " \
+        "available" in line, out  # fmt: skip
+    (tmp_path / "bin/nvidia-cuda-mps-control").unlink()
+    main(["doctor", "--profile", str(REPO / "workflow/profiles/local")])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if " env.mps " in x)
+    assert line.startswith("ok    env.mps") and "no CUDA MPS (nvidia-cuda-mps-control is not " \
+        "on PATH): a pack's runs share the GPU by time slicing" in line, out  # fmt: skip
 
 
 # --- drn doctor --last -------------------------------------------------------------------------
@@ -631,3 +736,6 @@ def test_the_probe_imports_torch_on_a_node(workspace, capsys):
     assert code == 0, out
     line = next(x for x in out.splitlines() if x.startswith("ok    env.probe"))
     assert "torch" in line and "imports; no GPUs asked for" in line
+    mps = next(x for x in out.splitlines() if " env.mps " in x)  # the node's own answer
+    assert mps.startswith("skip  env.mps") and "train jobs ask for no GPUs" in mps
+    assert "; node " in mps and ("CUDA MPS available" in mps or "no CUDA MPS (" in mps), mps

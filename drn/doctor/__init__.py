@@ -21,7 +21,8 @@ Its modules, cut by what each check looks at, bottom to top (each imports only t
 * :mod:`~drn.doctor.storage` (result): file systems, the ``data.*`` sources and the ``disk.*``
   needs and free space.
 * :mod:`~drn.doctor.environment` (result, profile, slurm, storage): the ``env.*`` checks (venv and
-  working directory the nodes see, torch's CUDA build, ``--probe``) and ``tracking``. The probe
+  working directory the nodes see, torch's CUDA build, ``--probe``, CUDA MPS for packs) and
+  ``tracking``. The probe
   is here, not in slurm: it submits through Slurm, but what it checks, and names (``env.probe``),
   is this environment on a node.
 * :mod:`~drn.doctor.attempts` (result, profile): ``plan.attempts`` (the profile's retries against
@@ -30,8 +31,9 @@ Its modules, cut by what each check looks at, bottom to top (each imports only t
   printed), ``plan``, :func:`exit_code`, :func:`render`; it re-exports the names the ``drn
   doctor`` command calls (``from drn.doctor import checklist as doctor``), as this package does.
 
-May import: :mod:`drn.core`, :mod:`drn.models`, :mod:`drn.pipeline` (torch only inside the
-checks that need it: ``drn doctor`` does not import torch at start). Not :mod:`drn.report` or
+May import: :mod:`drn.core`, :mod:`drn.models`, :mod:`drn.engine` (its standard-library
+:mod:`~drn.engine.mps` at import: ``env.mps``), :mod:`drn.pipeline` (torch only inside the checks
+that need it: ``drn doctor`` does not import torch at start). Not :mod:`drn.report` or
 :mod:`drn.commands`.
 """
 

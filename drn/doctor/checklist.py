@@ -9,7 +9,9 @@ and :func:`render`, the checklist as text. **Checks**, in the order printed:
   of job against the nodes and MaxTime, the status command; skipped where there is no Slurm.
 * ``env.*`` (:mod:`drn.doctor.environment`): the Python environment and the working directory
   on a file system the compute nodes see; torch with CUDA where jobs ask for GPUs (from its
-  build here; ``--probe`` asks a GPU node).
+  build here; ``--probe`` asks a GPU node); ``env.mps``, informational: whether a pack's runs can
+  share the GPU through CUDA MPS where the jobs run (here, or the probe's node), else why they
+  share it by time slicing.
 * ``tracking`` (:mod:`drn.doctor.environment`): a sqlite store on a network file system fails
   with the ``mlflow server`` recipe; a server URI must answer an HTTP GET.
 * ``data.*``, ``disk.*`` (:mod:`drn.doctor.storage`): every source the plan reads is there or
@@ -32,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from drn.doctor.attempts import check_attempts, last_attempts, render_last
-from drn.doctor.environment import check_torch, check_tracking, probe, shared_path, torch_build
+from drn.doctor.environment import (
+    check_mps_here,
+    check_torch,
+    check_tracking,
+    probe,
+    shared_path,
+    torch_build,
+)
 from drn.doctor.profile import Profile, default_profile, load_profile, requests
 from drn.doctor.result import FAIL, OK, SKIP, WARN, Result, Runner, command
 from drn.doctor.slurm import slurm_checks
@@ -99,12 +108,14 @@ def diagnose(params: dict[str, Any], profile: Profile, online: bool = False,
     results.append(shared_path("env.python", f"Python {env}", Path(sys.prefix), cluster, slurm))
     results.append(shared_path("env.workdir", "working directory", Path.cwd(), cluster, slurm))
     results.append(check_torch(wanted, torch_build()))
-    if with_probe:
-        if cluster is not None:
-            logs = Path(params["paths"]["results"]) / "logs" / "doctor"
-            results.append(probe(wanted[0], logs, run))
-        else:
+    mps = params["resources"]["train"].get("mps", "auto")
+    if with_probe and cluster is not None:
+        logs = Path(params["paths"]["results"]) / "logs" / "doctor"
+        results.extend(probe(wanted[0], logs, run, mps_mode=mps))  # env.probe, env.mps
+    else:
+        if with_probe:
             results.append(Result("env.probe", SKIP, "no Slurm to submit to"))
+        results.append(check_mps_here(mps, wanted[0].gpus, slurm, cluster))
     results.append(check_tracking(params, slurm, cluster))
     results.extend(check_sources(params, plan, online))
     results.extend(check_disk(disk_needs(params, plan, online)))

@@ -6,7 +6,10 @@ the compute nodes see, not /tmp or another node-local disk), :func:`torch_build`
 importing torch), :func:`probe` (``--probe``, ``env.probe``: one 1-minute job with the training
 job's GPU request, partition and account that imports torch with this Python on a node and
 counts the GPUs CUDA sees; its output under ``{paths.results}/logs/doctor/``, the only thing
-doctor writes), and :func:`check_tracking` (a sqlite store on a network file system (NFS,
+doctor writes), :func:`check_mps` (``env.mps``, informational: whether a pack's runs (``drn train
+--run A --run B``) can share the GPU through a private CUDA MPS daemon, or why they share it by
+time slicing, from :func:`drn.engine.mps.mps_unavailable` where the jobs run: here, or on the
+probe's node), and :func:`check_tracking` (a sqlite store on a network file system (NFS,
 Lustre, GPFS...: unreliable file locks) fails with the ``mlflow server`` recipe; a server URI
 must answer an HTTP GET, and from the compute nodes too).
 """
@@ -29,6 +32,7 @@ from drn.doctor.profile import Request
 from drn.doctor.result import FAIL, HTTP_TIMEOUT_S, OK, SKIP, WARN, Result, Runner
 from drn.doctor.slurm import Cluster, leading_int, parse_record
 from drn.doctor.storage import NETWORK_FS, NODE_LOCAL_DIRS, NODE_LOCAL_FS, filesystem
+from drn.engine.mps import mps_unavailable
 
 PROBE_WAIT_S = 180.0  # how long --probe waits for its job to start and finish
 
@@ -108,16 +112,34 @@ def check_torch(wanted: list[Request], build: tuple[str | None, str | None]) -> 
 
 PROBE_CODE = (
     "import sys, torch; print('drn-probe', torch.__version__, torch.cuda.is_available(), "
-    "torch.cuda.device_count(), sys.executable)"
+    "torch.cuda.device_count(), sys.executable, flush=True)\n"
+    "try:\n    from drn.engine.mps import mps_unavailable; why = mps_unavailable()\n"
+    "except Exception as error:\n    why = f'not checked ({type(error).__name__}: {error})'\n"
+    "print('drn-mps', 'unavailable ' + why if why else 'available')"
 )
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
             "BOOT_FAIL", "PREEMPTED", "DEADLINE")  # fmt: skip
 
 
 def probe(request: Request, logs: Path, run: Runner, wait_s: float = PROBE_WAIT_S,
-          poll_s: float = 1.0) -> Result:  # fmt: skip
+          poll_s: float = 1.0, mps_mode: str | bool = "auto") -> list[Result]:  # fmt: skip
     """Submit a 1-minute job with the training job's GPU request, partition and account that
-    imports torch with this Python and counts the GPUs CUDA sees; wait for it (bounded)."""
+    imports torch with this Python, counts the GPUs CUDA sees and asks
+    :func:`~drn.engine.mps.mps_unavailable` on its node; wait for it (bounded). Two results:
+    ``env.probe`` and the node's ``env.mps`` (:func:`check_mps`)."""
+    result, text, node = _probe_job(request, logs, run, wait_s, poll_s)
+    line = next((x for x in text.splitlines() if x.startswith("drn-mps ")), None)
+    if result.status != OK or line is None:
+        said = "the probe job did not say" if result.status == OK else "see env.probe"
+        return [result, Result(MPS_CHECK, SKIP, f"MPS not checked on a node: {said}")]
+    available = line.split()[1:2] == ["available"]
+    reason = None if available else line.partition(" unavailable ")[2].strip() or line
+    return [result, check_mps(mps_mode, request.gpus, f"node {node}", reason)]
+
+
+def _probe_job(request: Request, logs: Path, run: Runner, wait_s: float,
+               poll_s: float) -> tuple[Result, str, str]:  # fmt: skip
+    """``env.probe``, the probe job's output and its node."""
     name = "env.probe"
     logs.mkdir(parents=True, exist_ok=True)
     options = ["--time=1", "--mem=2000", "--job-name=drn-doctor-probe",
@@ -126,7 +148,7 @@ def probe(request: Request, logs: Path, run: Runner, wait_s: float = PROBE_WAIT_
     submitted = run(["sbatch", "--parsable", *options, "--wrap", wrap])
     if not submitted.ok:
         return Result(name, FAIL, f"the probe job was refused: {submitted.why()}",
-                      "see slurm.resources.train")  # fmt: skip
+                      "see slurm.resources.train"), "", "?"  # fmt: skip
     job = submitted.stdout.strip().split(";")[0]
     deadline, state, record = time.monotonic() + wait_s, "", {}
     while time.monotonic() < deadline:
@@ -139,27 +161,66 @@ def probe(request: Request, logs: Path, run: Runner, wait_s: float = PROBE_WAIT_
         time.sleep(poll_s)
     else:
         run(["scancel", job])
-        return Result(name, WARN, f"probe job {job} still {state or 'unknown'} after "
+        late = Result(name, WARN, f"probe job {job} still {state or 'unknown'} after "
                       f"{wait_s:g} s (Reason={record.get('Reason', '?')}); cancelled",
                       "run drn doctor --probe again when the partition is less busy")  # fmt: skip
+        return late, "", "?"
     output = logs / f"probe-{job}.out"
     text = output.read_text(errors="replace") if output.is_file() else ""
     line = next((x for x in text.splitlines() if x.startswith("drn-probe ")), None)
     node = record.get("NodeList", "?")
     if state != "COMPLETED" or line is None:
         tail = " | ".join(text.strip().splitlines()[-3:]) or "no output"
-        return Result(name, FAIL, f"probe job {job} on {node}: {state}, exit "
-                      f"{record.get('ExitCode', '?')}: {tail} ({output})",
-                      f"the nodes must see {sys.executable}: see env.python")  # fmt: skip
+        failed = Result(name, FAIL, f"probe job {job} on {node}: {state}, exit "
+                        f"{record.get('ExitCode', '?')}: {tail} ({output})",
+                        f"the nodes must see {sys.executable}: see env.python")  # fmt: skip
+        return failed, text, node
     _, version, available, count, _ = [*line.split(), "", "", "", ""][:5]
     if request.gpus and (available != "True" or leading_int(count) < request.gpus):
         return Result(name, FAIL, f"probe job {job} on {node}: torch {version}, CUDA available "
                       f"{available}, {count} GPU(s) seen of {request.gpus} asked for",
                       "install a CUDA build of torch (env.torch), and check the node's driver "
-                      "(nvidia-smi in a job)")  # fmt: skip
+                      "(nvidia-smi in a job)"), text, node  # fmt: skip
     gpus = f"CUDA sees {count} GPU(s)" if request.gpus else "no GPUs asked for"
     return Result(name, OK, f"probe job {job} on {node}: torch {version} imports; {gpus} "
-                  f"({output})")  # fmt: skip
+                  f"({output})"), text, node  # fmt: skip
+
+
+# --- MPS ---------------------------------------------------------------------------------------
+
+MPS_CHECK = "env.mps"
+
+
+def check_mps(mode: str | bool, gpus: int, where: str, reason: str | None) -> Result:
+    """``env.mps``, informational (ok or skip, never a failure: time slicing still works):
+    whether a pack's runs can share the GPU ``where`` the jobs run through a private CUDA MPS
+    daemon (``reason`` None), or why they share it by time slicing."""
+    if mode is False or mode == "off":
+        return Result(MPS_CHECK, SKIP, "resources.train.mps is off: a pack's runs share the GPU "
+                      "by time slicing")  # fmt: skip
+    if not gpus:
+        said = "CUDA MPS available" if reason is None else f"no CUDA MPS ({reason})"
+        return Result(MPS_CHECK, SKIP, f"train jobs ask for no GPUs (resources.train.gpu: 0): "
+                      f"no MPS to use; {where}: {said}")  # fmt: skip
+    if reason is None:
+        return Result(MPS_CHECK, OK, f"{where}: CUDA MPS available: a pack's runs (drn train "
+                      "--run A --run B) share the GPU through a private MPS daemon")  # fmt: skip
+    return Result(MPS_CHECK, OK, f"{where}: no CUDA MPS ({reason}): a pack's runs share the GPU "
+                  "by time slicing")  # fmt: skip
+
+
+def check_mps_here(mode: str | bool, gpus: int, slurm: bool, cluster: Cluster | None,
+                   unavailable: Callable[[], str | None] = mps_unavailable) -> Result:  # fmt: skip
+    """``env.mps`` without a probe: asked here where the jobs run here (no Slurm, or the
+    cluster's only node is this host); else skipped for ``--probe``, which asks a node."""
+    if not slurm:
+        return check_mps(mode, gpus, "here (jobs run on this machine)", unavailable())
+    if cluster is not None and cluster.only_this_host():
+        return check_mps(mode, gpus, "here (the cluster's only node)", unavailable())
+    if mode is False or mode == "off":
+        return check_mps(mode, gpus, "", None)
+    return Result(MPS_CHECK, SKIP, "the jobs run on the cluster's nodes: drn doctor --probe asks "
+                  "one whether a pack's runs can use CUDA MPS")  # fmt: skip
 
 
 # --- tracking ------------------------------------------------------------------------------------
