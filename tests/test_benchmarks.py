@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ def benchmark(name: str):
     """benchmarks/{name}.py as a module (benchmarks/ is no package)."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / f"benchmarks/{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does (dataclasses look their module up)
     spec.loader.exec_module(module)
     return module
 
@@ -62,3 +64,56 @@ def test_the_gpu_training_benchmark_runs_quick_on_cpu(tmp_path):
     for row in ("| what | measured |", "| SIGTERM at ", "| drn_plus x4 | fast | bf16+graph |",
                 "| workers | patches/s | per worker |"):  # fmt: skip
         assert row in tables
+
+
+def test_the_pack_benchmark_runs_k_distinct_runs_of_the_plan(tmp_path):
+    gpu_pack, gpu_train = benchmark("gpu_pack"), benchmark("gpu_train")
+    sets = gpu_train.train_overrides(gpu_train.prepare_data(DATA, tmp_path), tmp_path, False)
+    names = gpu_pack.run_names([*sets, "train.seeds=[0, 1, 2, 3, 4, 5, 6, 7]"], 8)
+    assert names == ["drn_x2", *(f"drn_x2_s{s}" for s in range(1, 8))]
+    params = apply_overrides(load_params(REPO / "params.yaml"), [*sets, "train.seeds=[0, 1]"])
+    assert build_plan(params).run("drn_x2_s1").seed == 1
+
+
+def test_the_pack_benchmark_reads_gpu_memory_by_process(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '4242, 5120'\necho '77, 812'\necho '[N/A], [N/A]'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert benchmark("gpu_pack").gpu_memory() == {4242: 5120.0, 77: 812.0}
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert benchmark("gpu_pack").gpu_memory() == {}
+
+
+def test_the_gpu_pack_benchmark_runs_quick_on_cpu(tmp_path):
+    """--quick: a warm-up, then K = 1 and 2 tiny `drn train` processes at once on tests/data,
+    each stopped by SIGTERM once measured; MPS is unavailable (no NVIDIA tool on its PATH), and
+    it says why."""
+    env = {**os.environ, "PATH": str(tmp_path / "no-tools")}
+    done = subprocess.run(
+        [sys.executable, REPO / "benchmarks/gpu_pack.py", "--quick", "--out", tmp_path],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu_pack.json").read_text())
+    reason = result["mps_unavailable"]
+    assert reason == "nvidia-cuda-mps-control is not on PATH"
+    measured = [c for c in result["configs"] if c["sharing"] == "time slicing"]
+    assert [c["k"] for c in measured] == [1, 2]
+    for config in measured:
+        assert config["problem"] is None and config["aggregate_it_per_s"] > 0
+        assert len(config["runs"]) == config["k"]
+        assert all(r["exit_code"] == 143 and r["it_per_s"] > 0 for r in config["runs"].values())
+        assert config["aggregate_it_per_s"] == sum(r["it_per_s"] for r in config["runs"].values())
+    assert set(measured[1]["runs"]) == {"drn_x2", "drn_x2_s1"}
+    assert [c.get("skipped") for c in result["configs"] if c["sharing"] == "MPS"] == [
+        f"MPS unavailable ({reason})"
+    ] * 2
+    tables = done.stdout[done.stdout.index("## drn_x2 runs co-located") :]
+    assert f"MPS unavailable: {reason}" in tables
+    rows = [line.split("|")[1:-1] for line in tables.splitlines() if line.startswith("| ")]
+    assert [(r[0].strip(), r[1].strip()) for r in rows[1:]] == [
+        ("1", "time slicing"), ("1", "MPS"), ("2", "time slicing"), ("2", "MPS"),
+    ]  # fmt: skip
+    assert float(rows[1][2]) > 0 and float(rows[3][2]) > 0  # aggregate iterations/s
+    assert "n/a" in rows[1][5]  # no nvidia-smi here: no peak GPU memory
