@@ -48,10 +48,14 @@ def benchmark_set(name: str) -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """A test that needs the demo pipeline's run is slow, like the pipeline itself."""
+    """A test that needs the demo pipeline's run is slow, like the pipeline itself; a test of a
+    module that looks for benchmark sets (imports :func:`benchmark_set`) is marked
+    ``benchmark_data``: the only tests a clone without ``../shared`` runs differently."""
     for item in items:
         if "demo_workspace" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        if getattr(getattr(item, "module", None), "benchmark_set", None) is benchmark_set:
+            item.add_marker(pytest.mark.benchmark_data)
 
 
 @pytest.fixture(autouse=True)
