@@ -103,6 +103,9 @@ def wait_for(what, check, process, output):
     pytest.fail(f"no {what} within {WAIT_S} s: {output.read_text()[-3000:]}")
 
 
+RECORD_LAG_S = 1  # an attempt's "ended" after its trainer's exit, in whole seconds
+
+
 def when(stamp):
     return datetime.fromisoformat(stamp).timestamp()
 
@@ -236,8 +239,11 @@ def test_a_snakemake_killed_while_a_training_job_runs_and_started_again_keeps_on
     trained = sorted((line for line in segment_lines + final_lines if line["cause"] != "held"),
                      key=lambda line: when(line["started"]))  # fmt: skip
     assert trained[0]["slurm_job_id"] == holder_job
+    # (a supervisor records "ended" just after its trainer exits and frees the run's lock, the
+    # moment the next trainer may take it: that lag, under a second, may show as one second in
+    # these records' whole seconds; an overlap of trainers would be most of a segment)
     for before, after in itertools.pairwise(trained):
-        assert when(before["ended"]) <= when(after["started"]), (before, after)
+        assert when(before["ended"]) <= when(after["started"]) + RECORD_LAG_S, (before, after)
     # train.log: a header for each attempt that trained, the holder's first; none for a refusal
     log = (run_dir / "train.log").read_text()
     headers = re.findall(r"^== runs/drn_x2: started .* Slurm job (\d+) ==$", log, re.M)
