@@ -187,7 +187,9 @@ def test_every_rule_declares_threads():
         for rule in re.split(r"^(?=(?:local)?rule )", path.read_text(), flags=re.M)[1:]:
             name = rule.split(":")[0]
             if name != "rule all":
-                assert "\n    threads: job_threads(" in rule, f"{path.name}: {name}"
+                # the CPUs its resources ask for: by kind, or by wildcards (a pack's, a run's)
+                declared = re.search(r"\n    threads: (job_threads\(|W\.\w+_threads\n)", rule)
+                assert declared, f"{path.name}: {name}"
 
 
 def test_every_job_of_the_paper_dag_runs_with_the_cpus_it_asks_the_scheduler_for(tmp_path):

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> None:
         runs.add_row(r.name, ", ".join(r.roles), r.variant, f"x{r.scale}", f"{r.epochs:g}",
                      r.loss, str(r.seed), kept, r.directory)  # fmt: skip
     print_whole(runs)
+    _print_packs(params, plan)
     served = plan.served_runs()
     if served:
         milestones = Table(
@@ -107,6 +108,28 @@ def run(args: argparse.Namespace) -> None:
     print_whole(evaluations)
     results = Path(params["paths"]["results"])
     say(f"evaluation JSONs: {results}/eval/LABEL/xSCALE/DATASET.json")
+
+
+def _print_packs(params: dict, plan) -> None:
+    """resources.train.pack > 1: the packs, one GPU job per boundary (drn/pipeline/packs.py)."""
+    from drn.pipeline.packs import build_packs, pack_size
+
+    packs = build_packs(params, plan)
+    if not packs:
+        return
+    table = Table(title=f"{len(packs)} packs of at most {pack_size(params)} runs (resources.train"
+                  ".pack): each job trains its runs at once on one GPU, up to each step",
+                  title_justify="left")  # fmt: skip
+    for column in ("pack", "runs", "iterations", "jobs up to step"):
+        table.add_column(column, justify="right" if column == "iterations" else "left")
+    for index, pack in enumerate(packs, 1):
+        table.add_row(str(index), ", ".join(pack.runs),
+                      ", ".join(f"{n:,}" for n in pack.iterations),
+                      ", ".join(f"{b:,}" for b in pack.boundaries))  # fmt: skip
+    print_whole(table)
+    alone = [r.name for r in plan.trained_runs() if all(r.name not in p.runs for p in packs)]
+    if alone:
+        say(f"trained alone: {', '.join(alone)}")
 
 
 def _print_cost(params: dict, plan, as_json: bool) -> None:

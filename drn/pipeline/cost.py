@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,7 @@ class Measurement:
     source: (
         str  # the JSON and where in it, e.g. "docs/perf/gpu_train_h100.json train.steady_it_per_s"
     )
+    runs_per_gpu: int = 1  # > 1: each run's rate with that many runs packed on the GPU
 
     @property
     def engine(self) -> bool:
@@ -144,7 +145,7 @@ def measurements(path: str | Path = THROUGHPUT) -> tuple[Measurement, ...]:
         found.append(Measurement(
             e["id"], e["variant"], int(e["scale"]), float(rate), e["measured"], e["mode"],
             int(e["batch"]), int(e["patch"]), e["card"], str(e["date"]), e["command"],
-            e["document"], e["section"], f"{source['file']} {where}",
+            e["document"], e["section"], f"{source['file']} {where}", int(e.get("runs_per_gpu", 1)),
         ))  # fmt: skip
     return tuple(found)
 
@@ -152,7 +153,7 @@ def measurements(path: str | Path = THROUGHPUT) -> tuple[Measurement, ...]:
 def rate(params: dict[str, Any], variant: str, scale: int) -> Rate:
     """The projected training rate of ``variant`` at ``scale`` under ``params`` (module docstring:
     how the figure is chosen or derived)."""
-    table = measurements()
+    table = [m for m in measurements() if m.runs_per_gpu == 1]
     own = [m for m in table if m.variant == variant]
     batch, patch = int(setting(params, "train.batch")), int(setting(params, "train.patch"))
     if own:
@@ -217,10 +218,36 @@ def estimate_plan(params: dict[str, Any], plan: Plan | None = None) -> PlanCost:
         from drn.pipeline.plan import build_plan
 
         plan = build_plan(params)
-    costs = tuple(estimate(params, run) for run in plan.trained_runs())
+    from drn.pipeline.packs import build_packs, pack_of
+
+    packs = build_packs(params, plan)
+    costs = []
+    for run in plan.trained_runs():
+        cost, pack = estimate(params, run), pack_of(packs, run.name)
+        found = _packed(params, cost, len(pack.runs)) if pack else None
+        if found is not None:
+            k, hours = found.runs_per_gpu, cost.iterations / found.iterations_per_s / 3600
+            cost = replace(
+                cost, iterations_per_s=found.iterations_per_s, hours=hours,
+                gpu_hours=hours * cost.gpus / k, measured=True, kind=MEASURED, sources=(found.id,),
+                basis=f"measured packed: {found.variant} x{found.scale}, {k} runs on one GPU, "
+                f"each at this rate, a 1/{k} share of its GPU-hours [{found.id}]",
+            )  # fmt: skip
+        costs.append(cost)
+    costs = tuple(costs)
     used = {i for c in costs for i in c.sources}
     sources = tuple(m for m in measurements() if m.id in used)
-    return PlanCost(costs, total(costs), sources, _notes(params, costs, sources))
+    return PlanCost(costs, total(costs), sources, _notes(params, costs, sources, plan))
+
+
+def _packed(params: dict[str, Any], cost: RunCost, runs: int) -> Measurement | None:
+    """The measured full-engine rate of one run of `cost`'s variant and scale packed `runs` to a
+    GPU, at params.yaml's sizes; None where none was measured."""
+    batch, patch = int(setting(params, "train.batch")), int(setting(params, "train.patch"))
+    return next((m for m in measurements()
+                 if (m.variant, m.scale, m.runs_per_gpu, m.batch, m.patch)
+                 == (cost.variant, cost.scale, runs, batch, patch)
+                 and m.engine and _measured_sizes(params, cost.variant)), None)  # fmt: skip
 
 
 def _of_variant(own: list[Measurement], scale: int) -> tuple[Rate, Measurement]:
@@ -272,8 +299,10 @@ def _flops(variant: str, sizes: tuple[tuple[str, Any], ...], scale: int, batch: 
     return forward_flops(model, patch, patch, batch)
 
 
-def _notes(params: dict[str, Any], costs: tuple[RunCost, ...],
-           sources: tuple[Measurement, ...]) -> tuple[str, ...]:  # fmt: skip
+def _notes(params: dict[str, Any], costs: tuple[RunCost, ...], sources: tuple[Measurement, ...],
+           plan: Plan) -> tuple[str, ...]:  # fmt: skip
+    from drn.pipeline.packs import build_packs
+
     gpus = int(setting(params, "resources.train.gpu"))
     notes = [
         f"This is {PROJECTION}. The rates are steady training rates: compilation, validation "
@@ -299,6 +328,20 @@ def _notes(params: dict[str, Any], costs: tuple[RunCost, ...],
             'DRN\'s step is launch-bound (docs/PERFORMANCE.md, "DRN training step on an H100"): '
             "a smaller model gains less than its FLOPs ratio says."
         )
+    packs = build_packs(params, plan)
+    if packs:
+        members = {name for pack in packs for name in pack.runs}
+        lone = [
+            c.run for c in costs if c.run in members and not c.basis.startswith("measured packed")
+        ]
+        notes.append(
+            f"resources.train.pack is {setting(params, 'resources.train.pack')}: {len(members)} of "
+            f"the {len(costs)} runs train in {len(packs)} packs, several runs on one GPU (drn "
+            "plan). A packed run is costed at a packed rate only where one is recorded in "
+            "gpu_throughput.yaml (benchmarks/gpu_pack.py measures it)"
+            + (f"; none is for {', '.join(lone)}: costed at the rate alone on one GPU, as if not "
+               "packed." if lone else ".")
+        )  # fmt: skip
     if str(setting(params, "train.compile")) == "off" and any(m.engine for m in sources):
         notes.append(
             "train.compile is off; the full-engine figures were measured with compile auto "

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from drn.core.errors import UsageError
+from drn.pipeline.packs import Pack, build_packs, pack_of
 from drn.pipeline.params import source_path
 from drn.pipeline.plan import Evaluation, Plan, Run, milestone_checkpoint
 from drn.pipeline.settings import settings_from_params, training_data
@@ -83,9 +84,14 @@ def dvc_yaml(params: dict[str, Any], plan: Plan) -> str:
         }
         stages["downscale"] = {"foreach": items, "do": DOWNSCALE}
     stages["prepare"] = _prepare(params, sorted({run.scale for run in plan.runs}))
+    packs = build_packs(params, plan)
     for run in plan.trained_runs():
-        stages.update((_stage_name(run, step), _train(params, plan, run, step))
-                      for step in run.segments)  # fmt: skip
+        if pack_of(packs, run.name) is None:
+            stages.update((_stage_name(run, step), _train(params, plan, run, step))
+                          for step in run.segments)  # fmt: skip
+    for pack in packs:
+        stages.update((_pack_stage_name(pack, until), _train_pack(params, plan, pack, until))
+                      for until in pack.boundaries)  # fmt: skip
     bicubic = [e for e in plan.evaluations if e.run is None]
     models = _evaluations(params, plan, [e for e in plan.evaluations if e.run is not None])
     milestones = {key: item for key, item in models.items() if "bicubic" in item}
@@ -146,6 +152,34 @@ def _train(params: dict[str, Any], plan: Plan, run: Run, step: int) -> dict[str,
             {f"{run.directory}/train_curve.csv": {"x": "step", "y": "loss", **NOT_CACHED}},
             {f"{run.directory}/val_curve.csv": {"x": "step", "y": "psnr", **NOT_CACHED}},
         ],
+    }
+
+
+def _pack_stage_name(pack: Pack, until: int) -> str:
+    """``train-A+B``, or ``train-A+B-step<N>`` for its job up to boundary N."""
+    last = until == pack.boundaries[-1]
+    return f"train-{pack.name}" if last else f"train-{pack.name}-step{until}"
+
+
+def _train_pack(params: dict[str, Any], plan: Plan, pack: Pack, until: int) -> dict[str, Any]:
+    """The stage of `pack`'s job up to `until` (drn/pipeline/packs.py): its runs' stages in one,
+    on one GPU; each run's output is its segment's (a checkpoint, or model.pt and curves)."""
+    gpus = params["resources"]["train"]["gpu"]
+    members = [plan.run(name) for name in pack.members(until)]
+    lone = [_train(params, plan, run, min(until, run.iterations)) for run in members]
+    before = pack.previous(until)
+    deps = [dep for stage in lone for dep in stage["deps"]
+            if before is None or "/checkpoints/" not in dep]  # fmt: skip
+    if before is not None:  # the checkpoints the pack's job before kept, its milestones' verdicts
+        deps += [milestone_checkpoint(run.directory, before) for run in members]
+        deps += [e.path for run in members for e in plan.milestone_evaluations(run.name, before)]
+    runs = " ".join(f"--run {run.name}" for run in members)
+    return {
+        "cmd": f"drn train {runs} --until {until} --gpus {gpus} --if-changed restart",
+        "deps": list(dict.fromkeys(deps)),
+        "params": list(dict.fromkeys(key for stage in lone for key in stage["params"])),
+        "outs": [out for stage in lone for out in stage["outs"]],
+        "plots": [plot for stage in lone for plot in stage.get("plots", [])],
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from drn.engine.settings import TrainSettings, result_settings
 from drn.pipeline import job as attempts
+from drn.pipeline.packs import Pack, build_packs, find_pack, pack_of
 from drn.pipeline.params import source_path, validate_params
 from drn.pipeline.plan import Evaluation, build_plan, milestone_checkpoint, run_directory
 from drn.pipeline.settings import settings_from_params
@@ -49,10 +50,12 @@ class Workflow:
         validate_params(config, source)
         self.config = config
         self.plan = build_plan(config)
+        self.packs = build_packs(config, self.plan)  # resources.train.pack; none for 1
         paths = config["paths"]
         self.data: str = paths["data"]
         self.results: str = paths["results"]
         self.logs = f"{self.results}/logs"
+        self.pack_records = f"{self.results}/packs"  # {pack}/step_{until}.json: pack outcomes
         self.cache: str = config["train"]["data"]["cache"]
         self.summary = [f"{self.results}/summary.md", f"{self.results}/summary.json"]
         self.reports: str = paths["reports"]
@@ -71,6 +74,8 @@ class Workflow:
             "derived": alternatives(self.downscaled),
             "run": alternatives(run.name for run in plan.trained_runs()),
             "step": alternatives(step for run in plan.runs for step in run.milestones),
+            "pack": alternatives(pack.name for pack in self.packs),
+            "until": alternatives(step for pack in self.packs for step in pack.boundaries),
             "label": alternatives(e.label for e in plan.evaluations if e.run),
             "dataset": alternatives(e.dataset for e in plan.evaluations),
             "scale": r"\d+",
@@ -105,13 +110,14 @@ class Workflow:
         scale's training cache, the validation source and the weights it starts from
         (train.init_from), if any; after the first segment the checkpoint the one before kept,
         and with train.stop_if_behind that milestone's evaluations (their verdict)."""
-        settings = self.run_settings(wildcards.run)
-        optional = {"validation": settings.val_hr, "init_from": settings.init_from}
-        inputs = {"cache": settings.cache, **{k: v for k, v in optional.items() if v}}
         run = self.plan.run(wildcards.run)
         step = int(getattr(wildcards, "step", run.iterations))
         if step not in run.segments:
             raise ValueError(f"run {run.name} has no segment ending at step {step}")
+        pack = pack_of(self.packs, run.name)
+        if pack is not None:  # trained by its pack's job: this job reads the pack's outcome
+            return {"pack": self.pack_record(pack, pack.job_of(step))}
+        inputs = self._run_inputs(run.name)
         before = [s for s in run.milestones if s < step]
         if before:
             inputs["previous"] = milestone_checkpoint(run.directory, before[-1])
@@ -119,6 +125,73 @@ class Workflow:
                 evaluated = self.plan.milestone_evaluations(run.name, before[-1])
                 inputs["verdicts"] = [e.path for e in evaluated]
         return inputs
+
+    def _run_inputs(self, name: str) -> dict[str, str]:
+        settings = self.run_settings(name)
+        optional = {"validation": settings.val_hr, "init_from": settings.init_from}
+        return {"cache": settings.cache, **{k: v for k, v in optional.items() if v}}
+
+    # --- packs (resources.train.pack: drn/pipeline/packs.py) -----------------------------------
+
+    def pack_record(self, pack: Pack, until: int) -> str:
+        """The outcome of `pack`'s job up to step `until`: its output (each run's job reads it)."""
+        return f"{self.pack_records}/{pack.name}/step_{until}.json"
+
+    def _pack_job(self, wildcards: Any) -> tuple[Pack, int, tuple[str, ...]]:
+        pack, until = find_pack(self.packs, wildcards.pack), int(wildcards.until)
+        return pack, until, pack.members(until)
+
+    def pack_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """What a pack's job up to ``wildcards.until`` reads: its runs' caches, validation
+        source and starting weights, the job before's outcome and, with train.stop_if_behind,
+        the evaluations of the milestones there (their verdicts)."""
+        pack, until, members = self._pack_job(wildcards)
+        inputs: dict[str, Any] = {}
+        for name in members:
+            for key, path in self._run_inputs(name).items():
+                inputs.setdefault(key, set()).add(path)
+        inputs = {key: sorted(paths) for key, paths in inputs.items()}
+        before = pack.previous(until)
+        if before is not None:
+            inputs["previous"] = self.pack_record(pack, before)
+            if self.config["train"].get("stop_if_behind"):
+                evaluations = self.plan.milestone_evaluations
+                inputs["verdicts"] = [e.path for name in members
+                                      for e in evaluations(name, before)]  # fmt: skip
+        return inputs
+
+    def pack_settings(self, wildcards: Any) -> dict[str, Any]:
+        """The pack job's params: its runs' settings (a change reruns it)."""
+        return {name: result_settings(self.run_settings(name))
+                for name in self._pack_job(wildcards)[2]}  # fmt: skip
+
+    def pack_runs(self, wildcards: Any) -> str:
+        """``--run A --run B ...``: the runs the pack's job trains, longest first."""
+        return " ".join(f"--run {name}" for name in self._pack_job(wildcards)[2])
+
+    def packed_option(self, wildcards: Any) -> str:
+        """A run's job: `` --from-pack RECORD`` for a run of a pack (it trains nothing)."""
+        run = self.plan.run(wildcards.run)
+        pack = pack_of(self.packs, run.name)
+        if pack is None:
+            return ""
+        step = int(getattr(wildcards, "step", run.iterations))
+        return f" --from-pack {self.pack_record(pack, pack.job_of(step))}"
+
+    def pack_threads(self, wildcards: Any) -> int:
+        """A pack job's threads: the CPUs it asks for (all its runs share them)."""
+        return self.threads("pack", len(self._pack_job(wildcards)[2]))
+
+    def train_threads(self, wildcards: Any) -> int:
+        """A run's job: resources.train's CPUs, 1 for a run of a pack (it reads an outcome)."""
+        return 1 if pack_of(self.packs, wildcards.run) else self.threads("train")
+
+    def pack_command(self) -> str:
+        """The pack job's shell command: its runs up to the until wildcard, their outcome
+        recorded, under the supervisor."""
+        return self.supervised("drn train {params.runs} --until {wildcards.until} "
+                               f"--gpus {self.gpus('train')} --if-changed restart "
+                               "--record {output}")  # fmt: skip
 
     def evaluated(self, wildcards: Any) -> Evaluation:
         return self.plan.evaluation(wildcards.label, wildcards.scale, wildcards.dataset)
@@ -152,11 +225,22 @@ class Workflow:
 
     # --- resources, threads, the command -------------------------------------------------------
 
-    def wanted(self, kind: str) -> dict[str, Any]:
-        """Scheduler resources of a `kind` job from params.yaml resources: a CPU job (cpus), or a
-        GPU job (gpu: 0 makes it a CPU job of cpus_per_gpu CPUs), warned before its time limit if
-        it has stop_before_limit (train)."""
-        spec = self.config["resources"][kind]
+    def spec(self, kind: str, runs: int = 1) -> dict[str, Any]:
+        """params.yaml resources of a `kind` job; a ``pack`` of `runs`: train's, plus
+        cpus_per_packed_run and mem_mb_per_packed_run for each run after the first."""
+        if kind != "pack":
+            return self.config["resources"][kind]
+        spec = dict(self.config["resources"]["train"])
+        extra = runs - 1
+        spec["cpus_per_gpu"] += extra * spec.get("cpus_per_packed_run", 2)
+        spec["mem_mb"] += extra * spec.get("mem_mb_per_packed_run", 16000)
+        return spec
+
+    def wanted(self, kind: str, runs: int = 1) -> dict[str, Any]:
+        """Scheduler resources of a `kind` job (a pack's: of `runs`) from params.yaml resources:
+        a CPU job (cpus), or a GPU job (gpu: 0 makes it a CPU job of cpus_per_gpu CPUs), warned
+        before its time limit if it has stop_before_limit (train, pack)."""
+        spec = self.spec(kind, runs)
         if spec.get("gpu", 0) == 0:  # a CPU job
             cpus = spec["cpus"] if "cpus" in spec else spec["cpus_per_gpu"]
             resources = {key: spec[key] for key in ("mem_mb", "runtime")} | {"cpus_per_task": cpus}
@@ -174,12 +258,17 @@ class Workflow:
         """What the record of the attempts of the job whose log is `log` says `attempt` does."""
         return attempts.decide_from_record(log, attempt, self.retry["out_of_memory"])
 
-    def asked(self, kind: str, decision: attempts.Decision) -> dict[str, Any]:
+    def asked(
+        self, kind: str, decision: attempts.Decision, wildcards: Any = None
+    ) -> dict[str, Any]:
         """What an attempt of a `kind` job asks for: mem_mb x memory_growth after each attempt
         that ran out of memory (resources.retry); an attempt that will not run (after a usage or
-        data error, or running out of memory again) 1 CPU, no GPU and a few minutes."""
-        wanted = self.wanted(kind)
-        if not decision.run:
+        data error, or running out of memory again), and a run's job where its pack trains it,
+        1 CPU, no GPU and a few minutes."""
+        runs = len(self._pack_job(wildcards)[2]) if kind == "pack" else 1
+        wanted = self.wanted(kind, runs)
+        packed = kind == "train" and pack_of(self.packs, getattr(wildcards, "run", None))
+        if not decision.run or packed:
             return {"mem_mb": wanted["mem_mb"], "runtime": min(wanted["runtime"], BRIEF_MINUTES),
                     "cpus_per_task": 1}  # fmt: skip
         grown = wanted["mem_mb"] * self.retry["memory_growth"] ** decision.memory_steps
@@ -195,7 +284,7 @@ class Workflow:
         def by_attempt(key: str) -> Callable[[Any, int, str], Any]:
             def value(wildcards: Any, attempt: int, rulename: str) -> Any:
                 decision = self.decision(str(log_of(wildcards, rulename)), attempt)
-                return self.asked(kind, decision).get(key)
+                return self.asked(kind, decision, wildcards).get(key)
 
             return value
 
@@ -220,11 +309,11 @@ class Workflow:
             f"--memory-retries {self.retry['out_of_memory']} -- {command}"
         )
 
-    def threads(self, kind: str) -> int:
+    def threads(self, kind: str, runs: int = 1) -> int:
         """A job's `threads`: the CPUs its resources ask for (cpus, or cpus_per_gpu per GPU, as
         the Slurm plugin's --cpus-per-task / --cpus-per-gpu). Snakemake exports them to the job
         as OMP_NUM_THREADS (capped at --cores), which drn.core.threads reads."""
-        spec = self.config["resources"][kind]
+        spec = self.spec(kind, runs)
         if "cpus" in spec:
             return spec["cpus"]
         return spec["cpus_per_gpu"] * max(1, spec["gpu"])
@@ -237,4 +326,5 @@ class Workflow:
         a segment), on resources.train.gpu GPUs, under the supervisor."""
         until = " --until {wildcards.step}" if segment else ""
         return self.supervised(f"drn train --run {{wildcards.run}}{until} "
-                               f"--gpus {self.gpus('train')} --if-changed restart")  # fmt: skip
+                               f"--gpus {self.gpus('train')} --if-changed restart"
+                               "{params.packed}")  # fmt: skip

@@ -8,6 +8,7 @@ from drn.pipeline.workflow import Workflow
 
 W = Workflow(config, "params.yaml")
 PLAN, DATA, LOGS, CACHE, RUN = W.plan, W.data, W.logs, W.cache, W.run_directory
+PACKS = W.pack_records  # a pack's outcomes (resources.train.pack)
 SUMMARY, REPORT, DOWNSCALED = W.summary, W.report, W.downscaled
 source_dir, supervised, job_threads = W.source_dir, W.supervised, W.threads
 # a rule's resources by attempt, read from the record beside its job's log as the rule names it

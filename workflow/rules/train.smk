@@ -1,7 +1,6 @@
-# Training: every trained run of the plan (`drn plan`) in segments, one job up to each milestone
-# (checkpoints/step_<N>.pt, evaluated while the rest trains), then one to its end, all in one run
-# directory and MLflow run; a retried job resumes from its checkpoint. The outputs are what a
-# segment writes at its end; one deleted (a refused job's) is written again from last.pt.
+# Training: each trained run of the plan in segments, one job up to each milestone, then one to
+# its end (one run directory, one MLflow run; retries resume; a deleted output is rewritten from
+# last.pt). resources.train.pack > 1: a pack's job trains its runs on one GPU (packs.py).
 
 
 rule train_segment:
@@ -11,7 +10,8 @@ rule train_segment:
         f"{RUN}/checkpoints/step_{{step}}.pt",
     params:
         settings=W.train_settings,  # the run's own: a milestone moved does not rerun it
-    threads: job_threads("train")
+        packed=W.packed_option,
+    threads: W.train_threads
     resources:
         **job_resources("train"),
     log:
@@ -29,7 +29,8 @@ rule train:
         model=f"{RUN}/model.pt",
     params:
         settings=W.train_settings,  # a change reruns the job
-    threads: job_threads("train")
+        packed=W.packed_option,
+    threads: W.train_threads
     resources:
         **job_resources("train"),
     log:
@@ -38,3 +39,22 @@ rule train:
         ENV
     shell:
         W.train_command(segment=False)
+
+
+rule train_pack:
+    input:
+        unpack(W.pack_inputs),
+    output:
+        f"{PACKS}/{{pack}}/step_{{until}}.json",
+    params:
+        settings=W.pack_settings,  # its runs': a change reruns it
+        runs=W.pack_runs,
+    threads: W.pack_threads
+    resources:
+        **job_resources("pack"),
+    log:
+        f"{LOGS}/train/packs/{{pack}}_step{{until}}.log",
+    conda:
+        ENV
+    shell:
+        W.pack_command()
