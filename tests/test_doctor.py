@@ -684,6 +684,19 @@ def test_a_correct_setup_passes_on_a_real_cluster(workspace, capsys):
 
 
 @slow
+def test_a_pack_job_too_big_for_a_node_fails_before_it_pends_forever(workspace, capsys):
+    """resources.train.pack: 2 adds a pack job (train's request and its second run's CPUs and
+    memory), checked as the other kinds are: at 2 x 1 CPU but 2000 + 16000 MB, no node of the
+    tests' cluster (8000 MB) could ever start it."""
+    params = changed(lambda p: p["resources"]["train"].update(
+        pack=2, cpus_per_packed_run=1, mem_mb_per_packed_run=16000))  # fmt: skip
+    code, out = run_doctor(capsys, "--profile", "profile", params=params)
+    assert code == 1 and statuses(out)["slurm.resources.pack"] == "fail", out
+    assert statuses(out)["slurm.resources.train"] == "ok"
+    assert "no node of partition debug can run a pack job" in out and "18000 MB" in out, out
+
+
+@slow
 def test_a_missing_partition_fails_with_its_fix(workspace, capsys):
     code, out = run_doctor(capsys, "--profile", "profile", "--default-resources",
                            "slurm_partition=gpu")  # fmt: skip

@@ -20,9 +20,12 @@ from slurm_cluster import running_cluster
 from test_train import tiny_overrides
 from test_workflow import dry_run, dvc_stages
 
+from drn.core.errors import UsageError
+from drn.doctor.profile import Profile, requests
 from drn.engine.checkpoint import load_checkpoint
 from drn.pipeline.job import read_record
 from drn.pipeline.packs import build_packs
+from drn.pipeline.params import validate_params
 from drn.pipeline.plan import build_plan
 from drn.pipeline.workflow import Workflow
 
@@ -91,6 +94,21 @@ def test_a_pack_job_asks_for_one_gpu_and_the_cpus_and_memory_of_its_runs():
     own = {key: value(type("W", (), {"run": "drn_x2"}), 1, "train") for key, value in lone.items()
            if key != "attempt"}  # fmt: skip
     assert own["gpu"] is None and own["cpus_per_task"] == 1 and own["runtime"] <= 5
+
+    # the largest pack's request, as drn doctor checks it against the nodes
+    [pack_request] = [r for r in requests(params, Profile(None, "slurm"), 3) if r.kind == "pack"]
+    assert (pack_request.gpus, pack_request.cpus, pack_request.mem_mb) == (
+        1, asked["cpus_per_gpu"], asked["mem_mb"])  # fmt: skip
+
+
+def test_a_pack_needs_the_cpus_and_memory_of_each_run_after_the_first():
+    params = paper(2)
+    del params["resources"]["train"]["mem_mb_per_packed_run"]
+    with pytest.raises(UsageError, match=r"resources\.train: 'mem_mb_per_packed_run' "
+                       r"is a required property"):  # fmt: skip
+        validate_params(params)
+    params["resources"]["train"]["pack"] = 1
+    validate_params(params)  # pack 1: not needed
 
 
 @slow
@@ -226,8 +244,8 @@ def two_scale_pack():
     params["evaluation"].update(models=["drn"], ensemble_models=[])
     params["ablations"] = {}
     params["train"]["deterministic"] = True
-    params["resources"]["train"]["pack"] = 2
-    return params
+    params["resources"]["train"].update(pack=2, cpus_per_packed_run=1, mem_mb_per_packed_run=1000)
+    return params  # a pack job of 2 CPUs, 3000 MB: it fits the tests' Slurm node
 
 
 @slow

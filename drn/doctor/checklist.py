@@ -95,13 +95,15 @@ def check_plan(params: dict[str, Any], plan: Any, cost: Any | None, why: str) ->
 def diagnose(params: dict[str, Any], profile: Profile, online: bool = False,
              with_probe: bool = False, run: Runner = command) -> list[Result]:  # fmt: skip
     """The whole checklist for validated ``params`` and ``profile``."""
+    from drn.pipeline.packs import largest_pack
     from drn.pipeline.plan import build_plan
 
     plan = build_plan(params)
+    packed = largest_pack(params, plan)
     sinfo = shutil.which("sinfo")
-    results, cluster = slurm_checks(params, profile, run, sinfo)
+    results, cluster = slurm_checks(params, profile, run, sinfo, packed)
     slurm = profile.executor == "slurm" and sinfo is not None  # jobs run on other hosts
-    wanted = requests(params, profile)
+    wanted = requests(params, profile, packed)
     env = "venv" if sys.prefix != sys.base_prefix else (
         "conda env" if (Path(sys.prefix) / "conda-meta").is_dir() else "Python installation"
     )  # fmt: skip

@@ -6,8 +6,9 @@ It owns :class:`Profile` (what doctor needs of a Snakemake profile: its ``execut
 command line's ``--default-resources`` and ``--slurm-status-command`` on top), and
 :class:`Request` / :func:`requests`: what each kind of job (:data:`KINDS`: the ``resources`` of
 params.yaml) asks Slurm for, as drn/pipeline/workflow.py makes it and the Slurm plugin turns it
-into sbatch options; :func:`gres_gpus` reads the GPUs of a request's ``gres``. It asks Slurm
-nothing (:mod:`drn.doctor.slurm` does, with these) and imports no other module of the package.
+into sbatch options (a pack job's, ``pack``, from :func:`drn.pipeline.packs.pack_resources`);
+:func:`gres_gpus` reads the GPUs of a request's ``gres``. It asks Slurm nothing
+(:mod:`drn.doctor.slurm` does, with these) and imports no other module of the package.
 """
 
 from __future__ import annotations
@@ -185,13 +186,21 @@ class Request:
         return f"resources.{self.kind}.{{{gpu}, cpus_per_gpu, mem_mb}}"
 
 
-def requests(params: dict[str, Any], profile: Profile) -> list[Request]:
-    """The request of every kind of job of params.yaml's resources."""
+def requests(params: dict[str, Any], profile: Profile, largest_pack: int = 1) -> list[Request]:
+    """The request of every kind of job of params.yaml's resources; with `largest_pack` > 1,
+    also the plan's largest pack job (``pack``: train's, with its runs' CPUs and memory)."""
+    from drn.pipeline.packs import pack_resources
+
     found = []
-    for kind in KINDS:
-        spec = params["resources"][kind]
-        partition = profile.resource(kind, "slurm_partition")
-        account = profile.resource(kind, "slurm_account")
+    kinds = [*KINDS, *(["pack"] if largest_pack > 1 else [])]
+    for kind in kinds:
+        if kind == "pack":
+            spec = pack_resources(params["resources"]["train"], largest_pack)
+        else:
+            spec = params["resources"][kind]
+        rule = "train_pack" if kind == "pack" else kind
+        partition = profile.resource(rule, "slurm_partition")
+        account = profile.resource(rule, "slurm_account")
         gres = spec.get("gres") or None
         if "cpus" in spec:
             found.append(Request(kind, 0, None, None, spec["cpus"], None, spec["mem_mb"],

@@ -441,9 +441,10 @@ def check_status_command(cluster: Cluster, profile: Profile, run: Runner) -> Res
     return Result(name, OK, f"squeue ({how}) answers; {age_text}")
 
 
-def slurm_checks(params: dict[str, Any], profile: Profile, run: Runner,
-                 sinfo: str | None) -> tuple[list[Result], Cluster | None]:  # fmt: skip
-    """Every Slurm check, or one skip where there is no Slurm; and the cluster, if read."""
+def slurm_checks(params: dict[str, Any], profile: Profile, run: Runner, sinfo: str | None,
+                 largest_pack: int = 1) -> tuple[list[Result], Cluster | None]:  # fmt: skip
+    """Every Slurm check (each kind of job's request, the largest pack job's among them), or
+    one skip where there is no Slurm; and the cluster, if read."""
     if profile.executor != "slurm":
         why = f"{NO_SLURM} (the profile's executor is {profile.executor}: jobs run on this machine)"
         return [Result("slurm", SKIP, why)], None
@@ -457,7 +458,7 @@ def slurm_checks(params: dict[str, Any], profile: Profile, run: Runner,
     results = [reachable, check_partition(cluster, profile),
                check_account(cluster, profile, run)]  # fmt: skip
     given = profile.resources.get("slurm_partition")
-    for request in requests(params, profile):
+    for request in requests(params, profile, largest_pack):
         results.append(check_request(cluster, request, run, given))
         results.append(check_time_limit(cluster, request, profile.retries, given))
     results.append(check_status_command(cluster, profile, run))

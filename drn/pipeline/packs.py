@@ -59,6 +59,21 @@ def pack_size(params: dict[str, Any]) -> int:
     return int(params["resources"]["train"].get("pack", 1))
 
 
+def pack_resources(train: dict[str, Any], runs: int) -> dict[str, Any]:
+    """A pack job's resources (of `runs` runs) from ``resources.train``: one run's, plus
+    cpus_per_packed_run and mem_mb_per_packed_run for each run after the first."""
+    spec, extra = dict(train), runs - 1
+    if extra:  # the schema asks for both where pack > 1
+        spec["cpus_per_gpu"] += extra * spec["cpus_per_packed_run"]
+        spec["mem_mb"] += extra * spec["mem_mb_per_packed_run"]
+    return spec
+
+
+def largest_pack(params: dict[str, Any], plan: Plan) -> int:
+    """How many runs the plan's largest pack trains (1: none packed)."""
+    return max((len(p.runs) for p in build_packs(params, plan)), default=1)
+
+
 def build_packs(params: dict[str, Any], plan: Plan) -> tuple[Pack, ...]:
     """The packs of `plan` under ``resources.train.pack`` (none for 1)."""
     size = pack_size(params)

@@ -23,7 +23,7 @@ from typing import Any
 
 from drn.engine.settings import TrainSettings, result_settings
 from drn.pipeline import job as attempts
-from drn.pipeline.packs import Pack, build_packs, find_pack, pack_of
+from drn.pipeline.packs import Pack, build_packs, find_pack, pack_of, pack_resources
 from drn.pipeline.params import source_path, validate_params
 from drn.pipeline.plan import Evaluation, build_plan, milestone_checkpoint, run_directory
 from drn.pipeline.settings import settings_from_params
@@ -230,11 +230,7 @@ class Workflow:
         cpus_per_packed_run and mem_mb_per_packed_run for each run after the first."""
         if kind != "pack":
             return self.config["resources"][kind]
-        spec = dict(self.config["resources"]["train"])
-        extra = runs - 1
-        spec["cpus_per_gpu"] += extra * spec.get("cpus_per_packed_run", 2)
-        spec["mem_mb"] += extra * spec.get("mem_mb_per_packed_run", 16000)
-        return spec
+        return pack_resources(self.config["resources"]["train"], runs)
 
     def wanted(self, kind: str, runs: int = 1) -> dict[str, Any]:
         """Scheduler resources of a `kind` job (a pack's: of `runs`) from params.yaml resources:
