@@ -35,10 +35,20 @@ def environment(extra=None):
     return env
 
 
-def run(cwd, *command, env=None, check=True):
-    done = subprocess.run(
-        [str(c) for c in command], cwd=cwd, env=environment(env), capture_output=True, text=True
-    )
+RUN_TIMEOUT_S = 900  # the longest pipeline a test runs takes minutes: past this, it hangs
+
+
+def run(cwd, *command, env=None, check=True, timeout=RUN_TIMEOUT_S):
+    """Run `command` in `cwd`; its output. A command still running after `timeout` fails the
+    test with what it printed (a Slurm job pending forever, say), never hangs the suite."""
+    try:
+        done = subprocess.run([str(c) for c in command], cwd=cwd, env=environment(env),
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired as error:
+        said = [x.decode(errors="replace") if isinstance(x, bytes) else x or ""
+                for x in (error.stdout, error.stderr)]  # fmt: skip
+        pytest.fail(f"{command[0]} still running after {timeout} s: "
+                    + said[0][-3000:] + said[1][-3000:])  # fmt: skip
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
