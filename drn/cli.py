@@ -21,6 +21,7 @@ from drn.commands import (
     doctor,
     evaluate,
     fetch,
+    import_,
     info,
     plan,
     prepare,
@@ -36,8 +37,8 @@ from drn.core import threads
 from drn.core.errors import DrnError
 
 COMMANDS = (
-    score, evaluate, upscale, train, fetch, prepare, report, plan, status, collect, info, doctor,
-    unlock,
+    score, evaluate, upscale, import_, train, fetch, prepare, report, plan, status, collect, info,
+    doctor, unlock,
 )  # fmt: skip
 
 

@@ -8,7 +8,8 @@ numbers, strings, lists, dicts; never pickled objects)::
      "state_dict": {...}, "sha256": "<digest of the state_dict>",
      "training": {...},            # optimizer, scheduler, step, RNG states: training only
      "mlflow": {"run_id": "...", "tracking_uri": "..."},   # model.pt of a tracked run only
-     "milestone": {"step": N, "run": "<run directory name>"}}   # checkpoints/step_<N>.pt only
+     "milestone": {"step": N, "run": "<run directory name>"},   # checkpoints/step_<N>.pt only
+     "origin": {"format": "edsr-pytorch", "file": "...", "sha256": "...", ...}}  # drn import only
 
 ``mlflow`` names the MLflow run that trained the weights and the store it logged to, so that
 ``drn evaluate`` can add its scores to that run (:func:`mlflow_record`); checkpoints without it
@@ -64,11 +65,13 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
     mlflow: dict[str, str] | None = None,
     milestone: dict[str, Any] | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint atomically: a crash mid-write leaves the previous file intact, and a
     failed write (a full disk) is a DrnError naming the file. ``mlflow``: the record of the run
     that trained it (``{"run_id", "tracking_uri"}``); ``milestone``: the step of its run it was
-    kept at (``{"step", "run"}``)."""
+    kept at (``{"step", "run"}``); ``origin``: the file weights trained elsewhere were imported
+    from (:mod:`drn.engine.edsr_pytorch`; strings and numbers)."""
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -86,6 +89,8 @@ def save_checkpoint(
         }
     if milestone is not None:
         payload["milestone"] = {"step": int(milestone["step"]), "run": str(milestone["run"])}
+    if origin is not None:
+        payload["origin"] = dict(origin)
     path = Path(path)
     remove_stale_temporaries(path)  # a killed writer's leftovers: make room before writing
     sink = None
