@@ -154,13 +154,11 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and verify a checkpoint on the CPU; anything wrong is a DataError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint")
+def load_safely(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` on the CPU with ``weights_only=True``: code in the file is refused, never
+    run; an unreadable file is a DataError naming it (a readable PyTorch `what`)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise DataError(
             f"{path}: refused: it holds objects other than tensors and plain data "
@@ -168,7 +166,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     except Exception as error:  # truncated zip, not a zip, ...: torch raises many kinds
         reason = " ".join(str(error).split())[:120]
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        raise DataError(f"{path}: not a readable PyTorch {what} ({reason})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and verify a checkpoint on the CPU; anything wrong is a DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint")
+    payload = load_safely(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(f"{path}: not a drn-repro checkpoint (a foreign PyTorch file)")
     if payload.get("version") != VERSION:

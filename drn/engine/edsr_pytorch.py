@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 import yaml
 
 from drn.core.errors import DataError, UsageError
-from drn.engine.checkpoint import FORMAT, save_checkpoint
+from drn.engine.checkpoint import FORMAT, load_safely, save_checkpoint
 from drn.models import build_model
 from drn.models.drn import DIV2K_RGB_MEAN
 
@@ -105,16 +104,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         start = file.read(4)
     if start != b"PK\x03\x04" and not start.startswith(b"\x80"):  # torch.save: zip, or pickle
         raise DataError(f"{path}: not a readable PyTorch file (neither a zip nor a pickle)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise DataError(
-            f"{path}: refused: it holds objects other than tensors and plain data "
-            "(loaded with weights_only=True)"
-        ) from None
-    except Exception as error:  # not a zip, truncated, not a pickle: torch raises many kinds
-        reason = " ".join(str(error).split())[:120]
-        raise DataError(f"{path}: not a readable PyTorch file ({reason})") from None
+    state = load_safely(path, "file")
     if isinstance(state, dict) and state.get("format") == FORMAT:
         raise DataError(f"{path}: already a drn-repro checkpoint, nothing to import")
     if not isinstance(state, dict) or not state:
