@@ -317,6 +317,22 @@ class Workflow:
     def gpus(self, kind: str) -> int:
         return self.config["resources"][kind]["gpu"]
 
+    def evaluate_command(self, bicubic: bool) -> str:
+        """The evaluate rules' shell command: `drn evaluate` of the bicubic baseline, or of the
+        model input with the evaluation's options, under the supervisor."""
+        model, options = ("bicubic", "") if bicubic else ("{input.model}", "{params.options}")
+        return self.supervised(f"drn evaluate --model {model} --hr {{input.hr}} --scale "
+                               f"{{wildcards.scale}} --json {{output}}{options}")  # fmt: skip
+
+    def rule_resources(self, snakemake_workflow: Any) -> Callable[..., dict[str, Any]]:
+        """The rules' ``resources`` by kind: :meth:`resources`, reading the record beside each
+        job's log as its rule names it (Snakemake's ``workflow`` finds the rule)."""
+
+        def log(wildcards: Any, rulename: str) -> str:
+            return snakemake_workflow.get_rule(rulename).log[0].apply_wildcards(wildcards)
+
+        return lambda kind: self.resources(kind, log=log)
+
     def train_command(self, segment: bool) -> str:
         """The train rules' shell command: `drn train` of the run (up to the step wildcard, for
         a segment), on resources.train.gpu GPUs, under the supervisor."""

@@ -1,6 +1,3 @@
-# Getting the data: every source into {data}/{name}/, then the decoded training cache.
-
-
 rule fetch:
     output:
         directory(f"{DATA}/{{source}}"),

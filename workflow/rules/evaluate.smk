@@ -1,7 +1,3 @@
-# Evaluation under the standard protocol (Y PSNR/SSIM, shave = scale, MATLAB-exact LR): every
-# evaluation of the plan writes its JSON (the plan's path), then the summary and the report.
-
-
 rule evaluate_bicubic:
     input:
         hr=lambda w: source_dir(w.dataset),
@@ -15,9 +11,7 @@ rule evaluate_bicubic:
     conda:
         ENV
     shell:
-        supervised(
-            "drn evaluate --model bicubic --hr {input.hr} --scale {wildcards.scale} --json {output}"
-        )
+        W.evaluate_command(bicubic=True)
 
 
 rule evaluate:
@@ -36,10 +30,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        supervised(
-            "drn evaluate --model {input.model} --hr {input.hr} --scale {wildcards.scale} "
-            "--json {output}{params.options}"
-        )
+        W.evaluate_command(bicubic=False)
 
 
 rule summary:

@@ -1,6 +1,5 @@
-# Training: each trained run of the plan in segments, one job up to each milestone, then one to
-# its end (one run directory, one MLflow run; retries resume; a deleted output is rewritten from
-# last.pt). resources.train.pack > 1: a pack's job trains its runs on one GPU (packs.py).
+# Training: each run in segments, one job up to each milestone, then one to its end (a deleted
+# output is rewritten from last.pt); resources.train.pack > 1: a pack's job trains its runs.
 
 
 rule train_segment:
@@ -45,7 +44,7 @@ rule train_pack:
     input:
         unpack(W.pack_inputs),
     output:
-        f"{PACKS}/{{pack}}/step_{{until}}.json",
+        f"{W.pack_records}/{{pack}}/step_{{until}}.json",
     params:
         settings=W.pack_settings,  # its runs': a change reruns it
         runs=W.pack_runs,
