@@ -27,7 +27,7 @@ from drn.cli import main
 from drn.core.images import read_image
 from drn.engine import edsr_pytorch
 from drn.engine.checkpoint import load_checkpoint, save_checkpoint
-from drn.engine.edsr_pytorch import Release, file_digest, releases
+from drn.engine.releases import Release, file_digest, release_format, releases
 from drn.models import build_model
 from drn.protocol.scoring import lr_of
 
@@ -228,7 +228,8 @@ def test_an_out_folder_gets_the_checkpoint_under_its_default_name(release_file, 
 
 
 def test_the_authors_three_releases_are_recorded_with_their_digest_size_and_url():
-    recorded = releases()
+    recorded = releases("edsr_baseline")
+    assert release_format("edsr_baseline") == "edsr-pytorch"  # drn import reads them
     assert sorted(recorded) == [2, 3, 4]
     sizes = {2: 5_490_680, 3: 6_229_240, 4: 6_081_831}  # from the Git LFS pointers (issue 20)
     for scale, release in recorded.items():
@@ -244,7 +245,7 @@ def known(monkeypatch, tmp_path, authors):
     path = save_state(tmp_path / "edsr_baseline_x2-0123abcd.pt", authors[2].state_dict())
     sha256, size = file_digest(path)
     release = Release(2, path.name, f"https://example.invalid/{path.name}", sha256, size)
-    monkeypatch.setattr(edsr_pytorch, "releases", lambda: {2: release})
+    monkeypatch.setattr(edsr_pytorch, "releases", lambda variant: {2: release})
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from drn.commands.options import add_params_option, read_params
-from drn.commands.output import print_whole, say
+from drn.commands.output import print_whole, say, warn
 from drn.core.errors import UsageError
 
 
@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> None:
 
     params = read_params(args.params)
     plan = build_plan(params)
+    for released in plan.missing_released():
+        warn(released.missing)
     if args.cost and args.dvc:
         raise UsageError("drn plan: --cost prints tables (or --json), not dvc.yaml")
     if args.cost:
@@ -100,12 +102,15 @@ def run(args: argparse.Namespace) -> None:
     for e in plan.evaluations:
         grouped.setdefault((e.label, e.group, e.self_ensemble), []).append(e)
     for (label, group, ensemble), found in grouped.items():
+        runs = (e.run or ("(released weights)" if e.weights else "(bicubic)") for e in found)
         evaluations.add_row(
-            label, group, ", ".join(dict.fromkeys(e.run or "(bicubic)" for e in found)),
+            label, group, ", ".join(dict.fromkeys(runs)),
             ", ".join(dict.fromkeys(f"x{e.scale}" for e in found)),
             ", ".join(dict.fromkeys(e.dataset for e in found)), "yes" if ensemble else "",
         )  # fmt: skip
     print_whole(evaluations)
+    for r in plan.present_released():
+        say(f"released weights: {r.file} -> {r.model} (drn import), evaluated as {r.label}")
     results = Path(params["paths"]["results"])
     say(f"evaluation JSONs: {results}/eval/LABEL/xSCALE/DATASET.json")
 

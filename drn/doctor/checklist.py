@@ -15,7 +15,8 @@ and :func:`render`, the checklist as text. **Checks**, in the order printed:
 * ``tracking`` (:mod:`drn.doctor.environment`): a sqlite store on a network file system fails
   with the ``mlflow server`` recipe; a server URI must answer an HTTP GET.
 * ``data.*``, ``disk.*`` (:mod:`drn.doctor.storage`): every source the plan reads is there or
-  can be; each file system has room for what the plan still writes there.
+  can be; each file of released weights (``controls_released``) is there and the authors'; each
+  file system has room for what the plan still writes there.
 * ``plan`` (here), ``plan.attempts`` (:mod:`drn.doctor.attempts`, on Slurm only): what the plan
   costs, and whether the profile's ``retries`` cover the attempts each training needs.
 
@@ -45,7 +46,7 @@ from drn.doctor.environment import (
 from drn.doctor.profile import Profile, default_profile, load_profile, requests
 from drn.doctor.result import FAIL, OK, SKIP, WARN, Result, Runner, command
 from drn.doctor.slurm import slurm_checks
-from drn.doctor.storage import check_disk, check_sources, disk_needs
+from drn.doctor.storage import check_disk, check_released, check_sources, disk_needs
 
 __all__ = [
     "check_plan", "default_profile", "diagnose", "exit_code", "last_attempts", "load_profile",
@@ -120,6 +121,7 @@ def diagnose(params: dict[str, Any], profile: Profile, online: bool = False,
         results.append(check_mps_here(mps, wanted[0].gpus, slurm, cluster))
     results.append(check_tracking(params, slurm, cluster))
     results.extend(check_sources(params, plan, online))
+    results.extend(check_released(plan))
     results.extend(check_disk(disk_needs(params, plan, online)))
     cost, why = plan_cost(params, plan)
     results.append(check_plan(params, plan, cost, why))

@@ -4,7 +4,8 @@ It owns :func:`filesystem` (the mount point and type of a path, from /proc/mount
 of file system that several hosts share (:data:`NETWORK_FS`) or only one sees
 (:data:`NODE_LOCAL_FS`, :data:`NODE_LOCAL_DIRS`); :func:`check_sources` (every source the plan
 reads is present, fetchable (a ``url``; checked with a HEAD request only with ``--online``) or a
-``local`` copy that exists); and :func:`disk_needs` / :func:`check_disk` (each file system
+``local`` copy that exists); :func:`check_released` (each file of released weights the plan
+names is there and is the authors'); and :func:`disk_needs` / :func:`check_disk` (each file system
 holding data, runs or results has room for what is still to come: downloads, extracted sources,
 the decoded training cache, every run's checkpoints, with the numbers and which of them are
 approximate). torch, PIL and scikit-image are imported only inside the functions that need them.
@@ -162,6 +163,37 @@ def check_sources(params: dict[str, Any], plan: Any, online: bool = False,
         else:
             results.append(Result(f"data.{source}", OK, f"to make from {spec['of']} "
                                   f"(bicubic 1/{spec['scale']})"))  # fmt: skip
+    return results
+
+
+def check_released(plan: Any) -> list[Result]:
+    """Each file of released weights (params.yaml controls_released) at the plan's scales:
+    the authors' file (sha256 and size), another file (imported with a warning), a file named as
+    theirs whose bytes are not (the import refuses it), or not there (left out of the plan)."""
+    from drn.engine.releases import file_digest, releases
+
+    results = []
+    for released in plan.released:
+        name, file = f"data.released.{released.variant}.x{released.scale}", Path(released.file)
+        theirs = releases(released.variant)[released.scale]
+        if not released.present:
+            results.append(Result(name, FAIL, f"{file} is not there: the evaluations of the "
+                                  f"authors' {theirs.name} are left out of the plan",
+                                  f"curl -fL --create-dirs -o {file} {theirs.url}"))  # fmt: skip
+            continue
+        sha256, size = file_digest(file)
+        if (sha256, size) == (theirs.sha256, theirs.size):
+            results.append(Result(name, OK, f"present: {file}, the authors' {theirs.name} "
+                                  "(sha256 and size verified)"))  # fmt: skip
+        elif file.name == theirs.name:
+            results.append(Result(name, FAIL, f"{file}: not the authors' {theirs.name} (sha256 "
+                                  f"{sha256[:16]}..., {size:,} bytes): modified or incomplete",
+                                  f"download it again: curl -fL -o {file} "
+                                  f"{theirs.url}"))  # fmt: skip
+        else:
+            results.append(Result(name, WARN, f"{file} is not the authors' {theirs.name} "
+                                  f"(sha256 {sha256[:16]}...): imported as it is",
+                                  f"for the calibration, use {theirs.url}"))  # fmt: skip
     return results
 
 

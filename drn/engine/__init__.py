@@ -6,6 +6,7 @@ Owns: :mod:`~drn.engine.settings` (what a run depends on: ``TrainSettings``; no 
 :mod:`~drn.engine.checkpoint` (checkpoint files, written atomically, loaded safely),
 :mod:`~drn.engine.edsr_pytorch` (EDSR-PyTorch's state dicts, the authors' released weights
 among them, checked and written as checkpoints of ``edsr_baseline``: ``drn import``),
+:mod:`~drn.engine.releases` (the authors' released files as drn/reference records them; no torch),
 :mod:`~drn.engine.inference` (whole images: tiles, self-ensemble; a model's protocol scores),
 :mod:`~drn.engine.tracking` (MLflow: runs, their evaluations, weights fetched back),
 :mod:`~drn.engine.reporter` (a training run's console, ``train.log`` and ``progress.json``),
@@ -16,5 +17,5 @@ among them, checked and written as checkpoints of ``edsr_baseline``: ``drn impor
 May import: :mod:`drn.core`, :mod:`drn.protocol`, :mod:`drn.models`, torch, MLflow, PyYAML
 (to read drn/reference's records of the authors' releases). Never params.yaml: a run's settings
 arrive resolved. This ``__init__`` imports nothing (the pipeline
-reads :mod:`~drn.engine.settings` without torch).
+reads :mod:`~drn.engine.settings` and :mod:`~drn.engine.releases` without torch).
 """

@@ -20,36 +20,24 @@ checkpoint (written atomically, :func:`~drn.engine.checkpoint.save_checkpoint`) 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from drn.core.errors import DataError, UsageError
 from drn.engine.checkpoint import FORMAT, load_safely, save_checkpoint
+from drn.engine.releases import Release, file_digest, releases
 from drn.models import build_model
 from drn.models.drn import DIV2K_RGB_MEAN
 
 MODEL = "edsr_baseline"
-REFERENCE = Path(__file__).resolve().parents[1] / "reference" / f"{MODEL}.yaml"
+FORMAT_NAME = "edsr-pytorch"  # drn import's name of it; drn/reference/edsr_baseline.yaml's
 RGB_RANGE = 255.0  # EDSR-PyTorch's --rgb_range default: pixels 0-255
 MEAN_SHIFTS = {"sub_mean": -1.0, "add_mean": 1.0}  # MeanShift's sign: subtracted, added back
 MEAN_SHIFT_KEYS = frozenset(f"{layer}.{p}" for layer in MEAN_SHIFTS for p in ("weight", "bias"))
-
-
-@dataclass(frozen=True)
-class Release:
-    """One of the authors' released files, as drn/reference/edsr_baseline.yaml records it."""
-
-    scale: int
-    name: str
-    url: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -64,26 +52,10 @@ class Imported:
     release: Release | None  # the authors' file it is; None: not a known release
 
 
-def releases() -> dict[int, Release]:
-    """The authors' releases by scale (``releases.files`` of drn/reference/edsr_baseline.yaml)."""
-    files = yaml.safe_load(REFERENCE.read_text())["releases"]["files"]
-    return {int(scale): Release(int(scale), **entry) for scale, entry in files.items()}
-
-
-def file_digest(path: Path) -> tuple[str, int]:
-    """(sha256, size in bytes) of a file."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def identify(path: Path, sha256: str, size: int) -> Release | None:
     """The release ``path`` is (by its digest); None for a file that is none. A file named as a
     release whose bytes are not the release's is a DataError: modified, truncated, or another."""
-    known = releases().values()
+    known = releases(MODEL).values()
     for release in known:
         if release.sha256 == sha256 and release.size == size:
             return release
@@ -226,7 +198,7 @@ def import_edsr_pytorch(
     _strict(path, weights, own)
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
     origin: dict[str, Any] = {
-        "format": "edsr-pytorch",
+        "format": FORMAT_NAME,
         "file": path.name,
         "sha256": sha256,
         "size": size,

@@ -10,7 +10,9 @@ report reads their data hashes in dvc.lock by these names), ``prepare@xSCALE`` f
 trained at, ``train-RUN`` for every trained run of the plan, ``train-RUN-stepN`` for its segment
 up to each milestone N (the checkpoint a shorter run of the plan is), ``evaluate_bicubic@KEY``,
 ``evaluate@KEY`` and ``evaluate_milestone@KEY`` (a milestone's, which reads bicubic's score: its
-verdict's floor) for every evaluation (KEY: ``{label}-x{scale}-{dataset}``), ``summary``,
+verdict's floor) for every evaluation (KEY: ``{label}-x{scale}-{dataset}``),
+``import_released@{variant}-x{scale}`` for the released weights whose file is there (the plan
+leaves the others out: ``drn plan --dvc`` again once they are), ``summary``,
 ``report``. A group whose stages all have the same shape is one ``foreach`` over literal items;
 training runs are explicit stages, as each tracks its own list of params (DVC templates strings,
 not lists). DVC accepts a ``.`` in such names (``train-drn_x2_e0.2``; only ``dvc stage add``
@@ -36,6 +38,7 @@ from typing import Any
 import yaml
 
 from drn.core.errors import UsageError
+from drn.engine.releases import release_format
 from drn.pipeline.packs import Pack, build_packs, pack_of
 from drn.pipeline.params import source_path
 from drn.pipeline.plan import Evaluation, Plan, Run, milestone_checkpoint
@@ -52,6 +55,11 @@ NOT_CACHED = {"cache": False}
 # The templates of the foreach groups: `${key}` is the stage's key, `${item.X}` its item's X.
 FETCH = {"cmd": "drn fetch ${key}", "params": ["${item.params}"], "outs": ["${item.out}"]}
 DOWNSCALE = {**FETCH, "deps": ["${item.of}"]}
+IMPORT = {
+    "cmd": "drn import ${item.format} ${item.file} --scale ${item.scale} --out ${item.out}",
+    "deps": ["${item.file}"],
+    "outs": ["${item.out}"],
+}
 EVALUATE_BICUBIC = {
     "cmd": "${item.cmd}",
     "deps": ["${item.hr}"],
@@ -92,8 +100,10 @@ def dvc_yaml(params: dict[str, Any], plan: Plan) -> str:
     for pack in packs:
         stages.update((_pack_stage_name(pack, until), _train_pack(params, plan, pack, until))
                       for until in pack.boundaries)  # fmt: skip
-    bicubic = [e for e in plan.evaluations if e.run is None]
-    models = _evaluations(params, plan, [e for e in plan.evaluations if e.run is not None])
+    if plan.present_released():
+        stages["import_released"] = {"foreach": _imports(plan), "do": IMPORT}
+    bicubic = [e for e in plan.evaluations if e.bicubic]
+    models = _evaluations(params, plan, [e for e in plan.evaluations if not e.bicubic])
     milestones = {key: item for key, item in models.items() if "bicubic" in item}
     models = {key: item for key, item in models.items() if key not in milestones}
     for group, template, items in (
@@ -231,7 +241,7 @@ def _evaluations(params: dict[str, Any], plan: Plan, found: list[Evaluation]) ->
         if key in items:
             raise UsageError(f"dvc.yaml: two evaluations would be stage {key}; rename a source")
         run = plan.run(e.run) if e.run else None
-        model, hr = run.model if run else None, _source(params, e.dataset)
+        model, hr = e.weights or (run.model if run else None), _source(params, e.dataset)
         milestone = run is not None and not run.trained
         cmd = (
             f"drn evaluate --model {model or 'bicubic'} --hr {hr} --scale {e.scale} "
@@ -244,6 +254,15 @@ def _evaluations(params: dict[str, Any], plan: Plan, found: list[Evaluation]) ->
             item.update({"bicubic": floor.path} if floor else {})
         items[key] = item
     return items
+
+
+def _imports(plan: Plan) -> dict[str, Any]:
+    """The items of the import stages (released weights), keyed ``{variant}-x{scale}``."""
+    return {
+        f"{r.variant}-x{r.scale}": {"format": release_format(r.variant), "file": r.file,
+                                     "scale": r.scale, "out": r.model}
+        for r in plan.present_released()
+    }  # fmt: skip
 
 
 def _source(params: dict[str, Any], name: str) -> str:

@@ -48,6 +48,7 @@ def validate_params(params: dict[str, Any], source: str | os.PathLike = "params.
 
 
 def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    from drn.engine.releases import releases
     from drn.models import resolve_config, variants
 
     sources = params["sources"]
@@ -96,6 +97,18 @@ def _broken_references(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield "controls", f"{name} is also one of evaluation.models: a control is apart"
         elif name not in train["epochs"]:
             yield "train.epochs", f"no entry for model {name} (a control)"
+    for name, files in (params.get("controls_released") or {}).items():
+        if name not in models:
+            yield "controls_released", f"unknown model {name!r}; choose from {', '.join(models)}"
+            continue
+        recorded = releases(name)
+        if not recorded:
+            yield "controls_released", f"drn/reference has no released weights of {name}"
+            continue
+        for key in files:
+            if int(key[1:]) not in recorded:
+                known = ", ".join(f"x{s}" for s in recorded)
+                yield f"controls_released.{name}.{key}", f"no release of {name} at {key}: {known}"
     seeds = train["seeds"]
     for name in sorted(set(seeds) - {"default"} if isinstance(seeds, dict) else []):
         if name not in models:

@@ -20,23 +20,32 @@ scale on every dataset (group ``table3``), every control likewise (group ``calib
 ablation arm as ``{ablation}-{arm}`` at its scale on its dataset (group: the ablation's name).
 A run of seed s > 0 is evaluated as ``{label}_s{s}``. Each writes
 ``{paths.results}/eval/{label}/x{scale}/{dataset}.json``.
+
+**Released weights.** Each file of ``controls_released`` at a scale of ``evaluation.scales`` is
+imported (``drn import``) to ``{paths.runs}/released/{variant}_x{scale}.pt`` and evaluated on
+every dataset as ``{variant}-released`` (group ``released``), without training; a file that is
+not there is left out (``Plan.missing_released``: ``drn plan`` warns, ``drn doctor`` fails).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from drn.core.errors import UsageError
+from drn.engine.releases import releases
 from drn.engine.settings import is_prefix
 from drn.pipeline.settings import SETTING_KEYS, seeds_of, settings_from_params
 
 ROLES = ("main", "ablation", "control")
 MAIN_GROUP = "table3"
 CONTROL_GROUP = "calibration"
+RELEASED_GROUP = "released"
+RELEASED_SUFFIX = "-released"
 BICUBIC = "bicubic"
 ENSEMBLE_SUFFIX = "-ensemble"
 
@@ -92,12 +101,45 @@ class Evaluation:
     self_ensemble: bool
     path: str
     seed: int = 0  # of the run
+    weights: str | None = None  # released weights (run None): the imported checkpoint
+
+    @property
+    def bicubic(self) -> bool:
+        return self.run is None and self.weights is None
+
+
+@dataclass(frozen=True)
+class Released:
+    """A model's weights as its authors released them (params.yaml ``controls_released``): the
+    file as downloaded, and the drn checkpoint the DAG imports it to (``drn import``)."""
+
+    variant: str
+    scale: int
+    file: str  # as params.yaml names it
+    model: str  # the imported checkpoint
+    present: bool  # the file is there: imported and evaluated; else left out of the plan
+    url: str  # where the authors publish it (drn/reference)
+
+    @property
+    def key(self) -> str:
+        return f"controls_released.{self.variant}.x{self.scale}"
+
+    @property
+    def missing(self) -> str:
+        """Why it is left out of the plan, and where to get it, in one line."""
+        return (f"{self.key}: {self.file} is not there: its evaluations are left out of the "
+                f"plan; download it from {self.url}")  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}{RELEASED_SUFFIX}"
 
 
 @dataclass(frozen=True)
 class Plan:
     runs: tuple[Run, ...]
     evaluations: tuple[Evaluation, ...]
+    released: tuple[Released, ...] = ()  # of the plan's scales, present or not
 
     def run(self, name: str) -> Run:
         for run in self.runs:
@@ -111,6 +153,13 @@ class Plan:
             if (found.label, found.scale, found.dataset) == (label, int(scale), dataset):
                 return found
         raise UsageError(f"no evaluation {label} x{scale} on {dataset} in the plan of params.yaml")
+
+    def present_released(self) -> list[Released]:
+        return [r for r in self.released if r.present]
+
+    def missing_released(self) -> list[Released]:
+        """The released weights left out of the plan: their file is not there."""
+        return [r for r in self.released if not r.present]
 
     def trained_runs(self) -> list[Run]:
         return [run for run in self.runs if run.trained]
@@ -127,7 +176,7 @@ class Plan:
         floor), None: none."""
         where = (evaluation.scale, evaluation.dataset)
         return next((e for e in self.evaluations
-                     if e.run is None and (e.scale, e.dataset) == where), None)  # fmt: skip
+                     if e.bicubic and (e.scale, e.dataset) == where), None)  # fmt: skip
 
     def milestone_evaluations(self, of: str, step: int | None = None) -> list[Evaluation]:
         """The evaluations of the runs that run `of` serves (at `step` only, if given)."""
@@ -147,6 +196,7 @@ class Plan:
                 for r in self.runs
             ],
             "evaluations": [asdict(e) for e in self.evaluations],
+            "released": [asdict(r) | {"label": r.label} for r in self.released],
         }
 
 
@@ -175,6 +225,11 @@ def seeded(label: str, seed: int) -> str:
 
 def run_directory(params: dict[str, Any], name: str) -> str:
     return f"{params['paths']['runs']}/{name}"
+
+
+def released_checkpoint(params: dict[str, Any], variant: str, scale: int | str) -> str:
+    """Where the DAG imports ``variant``'s released weights of ``scale`` to."""
+    return f"{params['paths']['runs']}/released/{variant}_x{scale}.pt"
 
 
 def milestone_checkpoint(directory: str, step: int) -> str:
@@ -263,13 +318,16 @@ def _run_keys(params: dict[str, Any], variant: str, scale: int, own: set[str]) -
 
 
 def build_plan(
-    params: dict[str, Any], passed: Callable[[str, int], bool] | None = milestone_passed
+    params: dict[str, Any],
+    passed: Callable[[str, int], bool] | None = milestone_passed,
+    present: Callable[[str], bool] = os.path.isfile,
 ) -> Plan:
     """The plan of validated ``params``: runs in the order first asked for (each seed of a run
-    after the other), bicubic's evaluations, then the runs'. A run that is the first steps of a
-    longer one is served by it (:func:`_serve`), unless ``passed(directory, step)`` says the
-    longer run went past that step without keeping its checkpoint (None: never asked; the
-    default reads the run directories)."""
+    after the other), bicubic's evaluations, then the runs', then the released weights' of the
+    files that ``present`` says are there. A run that is the first steps of a longer one is
+    served by it (:func:`_serve`), unless ``passed(directory, step)`` says the longer run went
+    past that step without keeping its checkpoint (None: never asked; the default reads the run
+    directories)."""
     runs: dict[str, dict[str, Any]] = {}
     evaluations = [
         Evaluation(BICUBIC, MAIN_GROUP, BICUBIC, None, scale, dataset, False,
@@ -297,7 +355,28 @@ def build_plan(
             _run_keys(params, e["wanted"].variant, e["wanted"].scale, e["keys"]))
         for name, e in runs.items()
     )  # fmt: skip
-    return Plan(_serve(params, planned, passed), tuple(evaluations))
+    released = _released(params, present)
+    evaluations.extend(
+        Evaluation(r.label, RELEASED_GROUP, r.variant, None, r.scale, dataset, False,
+                   eval_path(params, r.label, r.scale, dataset), weights=r.model)
+        for r in released if r.present
+        for dataset in params["evaluation"]["datasets"]
+    )  # fmt: skip
+    return Plan(_serve(params, planned, passed), tuple(evaluations), released)
+
+
+def _released(params: dict[str, Any], present: Callable[[str], bool]) -> tuple[Released, ...]:
+    """controls_released at the plan's scales (evaluation.scales), in scale order."""
+    scales, found = params["evaluation"]["scales"], []
+    for variant, files in (params.get("controls_released") or {}).items():
+        known = releases(variant)
+        for key, file in sorted(files.items(), key=lambda item: int(item[0][1:])):
+            scale = int(key[1:])
+            if scale in scales:
+                found.append(Released(variant, scale, file,
+                                      released_checkpoint(params, variant, scale), present(file),
+                                      known[scale].url))  # fmt: skip
+    return tuple(found)
 
 
 def _serve(params: dict[str, Any], runs: tuple[Run, ...],

@@ -21,11 +21,19 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from drn.engine.releases import release_format
 from drn.engine.settings import TrainSettings, result_settings
 from drn.pipeline import job as attempts
 from drn.pipeline.packs import Pack, build_packs, find_pack, pack_of, pack_resources
 from drn.pipeline.params import source_path, validate_params
-from drn.pipeline.plan import Evaluation, build_plan, milestone_checkpoint, run_directory
+from drn.pipeline.plan import (
+    Evaluation,
+    Released,
+    build_plan,
+    milestone_checkpoint,
+    released_checkpoint,
+    run_directory,
+)
 from drn.pipeline.settings import settings_from_params
 
 BRIEF_MINUTES = 5  # the time limit of an attempt that will not run (it prints why and exits)
@@ -63,6 +71,7 @@ class Workflow:
         self.retry: dict[str, Any] = {**RETRY, **config["resources"].get("retry", {})}
         self.downscaled: dict[str, dict[str, Any]] = config["downscaled"] or {}
         self.run_directory = run_directory(config, "{run}")  # a run's, for the plan's run names
+        self.released = released_checkpoint(config, "{variant}", "{scale}")  # an import's
 
     # --- names and inputs ----------------------------------------------------------------------
 
@@ -76,7 +85,8 @@ class Workflow:
             "step": alternatives(step for run in plan.runs for step in run.milestones),
             "pack": alternatives(pack.name for pack in self.packs),
             "until": alternatives(step for pack in self.packs for step in pack.boundaries),
-            "label": alternatives(e.label for e in plan.evaluations if e.run),
+            "label": alternatives(e.label for e in plan.evaluations if not e.bicubic),
+            "variant": alternatives(r.variant for r in plan.present_released()),
             "dataset": alternatives(e.dataset for e in plan.evaluations),
             "scale": r"\d+",
         }
@@ -197,9 +207,23 @@ class Workflow:
         return self.plan.evaluation(wildcards.label, wildcards.scale, wildcards.dataset)
 
     def evaluated_model(self, wildcards: Any) -> str:
-        run = self.evaluated(wildcards).run
-        assert run is not None  # the label wildcard accepts no bicubic
-        return self.plan.run(run).model
+        evaluation = self.evaluated(wildcards)
+        if evaluation.weights is not None:  # released weights, imported
+            return evaluation.weights
+        assert evaluation.run is not None  # the label wildcard accepts no bicubic
+        return self.plan.run(evaluation.run).model
+
+    def _released(self, wildcards: Any) -> Released:
+        where = (wildcards.variant, int(wildcards.scale))
+        return next(r for r in self.plan.present_released() if (r.variant, r.scale) == where)
+
+    def released_file(self, wildcards: Any) -> str:
+        """The file of released weights (controls_released) the import job reads."""
+        return self._released(wildcards).file
+
+    def released_format(self, wildcards: Any) -> str:
+        """The ``drn import`` format of the released weights (drn/reference's ``releases``)."""
+        return str(release_format(wildcards.variant))
 
     def evaluation_inputs(self, wildcards: Any) -> dict[str, str]:
         """What an evaluation reads: the model, the HR images and, for a milestone (a run
@@ -316,6 +340,11 @@ class Workflow:
 
     def gpus(self, kind: str) -> int:
         return self.config["resources"][kind]["gpu"]
+
+    def import_command(self) -> str:
+        """The import rule's shell command: `drn import` of released weights, supervised."""
+        return self.supervised("drn import {params.format} {input} --scale {wildcards.scale} "
+                               "--out {output}")  # fmt: skip
 
     def evaluate_command(self, bicubic: bool) -> str:
         """The evaluate rules' shell command: `drn evaluate` of the bicubic baseline, or of the

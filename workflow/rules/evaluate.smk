@@ -14,6 +14,24 @@ rule evaluate_bicubic:
         W.evaluate_command(bicubic=True)
 
 
+rule import_released:
+    input:
+        W.released_file,  # params.yaml controls_released: the authors' file as downloaded
+    output:
+        W.released,
+    params:
+        format=W.released_format,
+    threads: job_threads("fetch")
+    resources:
+        **job_resources("fetch"),
+    log:
+        f"{LOGS}/import/{{variant}}_x{{scale}}.log",
+    conda:
+        ENV
+    shell:
+        W.import_command()
+
+
 rule evaluate:
     input:
         unpack(W.evaluation_inputs),  # model, hr; a milestone's: bicubic's score, its floor
