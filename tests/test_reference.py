@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -11,6 +13,8 @@ from conftest import REPO
 
 from drn.models import build_model, variants
 from drn.models.complexity import trainable_parameters
+from drn.protocol.metrics import luma, psnr, shave
+from drn.protocol.scoring import score_image
 
 EDSR = yaml.safe_load((REPO / "drn/reference/edsr_baseline.yaml").read_text())
 BENCHMARKS = EDSR["benchmarks"]
@@ -102,3 +106,47 @@ def test_published_training_is_the_recipe_of_params_yaml():
     assert (train["batch"], train["patch"]) == (published["batch"], published["patch"])
     assert train["decay"] == published["decay"]
     assert train["optimizer"]["lr"] == 1e-4 and train["loss"] == published["loss"].lower()
+
+
+# torchSR's Y of an RGB image (its --eval-luminance: no +16 offset), on a gray image opened as RGB
+TORCHSR_Y = (65.738, 129.057, 25.064)
+
+
+def test_the_set14_offset_is_its_grayscale_image_scored_as_rgb():
+    """The recorded offset is the computation: torchSR's Y of a gray image opened as RGB is
+    219.859 / 256 of the gray value, which scales every error, so that image's PSNR is
+    20 log10(256 / 219.859) dB higher than ours; one image of Set14's 14 on the mean."""
+    (offset,) = BENCHMARKS["protocol_offsets"]
+    assert [tuple(cell) for cell in offset["cells"]] == [("Set14", 2), ("Set14", 3), ("Set14", 4)]
+    per_image = 20 * math.log10(256 / sum(TORCHSR_Y))
+    assert round(per_image, 2) == 1.32 and round(per_image / 14, 3) == offset["psnr_db"] == 0.094
+    for printed in ("0.8588", "+1.32 dB", "20 log10(256 / 219.859)", "+0.094 dB"):
+        assert printed in offset["why"]
+    assert f"{sum(TORCHSR_Y) / 256:.4f}" == "0.8588"
+
+
+def test_scoring_a_gray_image_as_rgb_adds_20_log10_256_over_219_859_db():
+    rng = np.random.default_rng(14)
+    hr = rng.integers(0, 256, (24, 20), dtype=np.uint8)
+    sr = np.clip(hr + rng.normal(0, 6, hr.shape), 0, 255).round().astype(np.uint8)
+    ours = psnr(shave(luma(sr), 2), shave(luma(hr), 2))  # a gray image as score_image takes it
+    assert ours == score_image(sr, hr, 2)[0]
+
+    def theirs_y(gray):  # opened as RGB: three equal channels, then torchSR's Y, not rounded
+        rgb = np.repeat(gray[:, :, None].astype(np.float64), 3, axis=2)
+        return rgb @ np.array(TORCHSR_Y) / 256
+
+    theirs = psnr(shave(theirs_y(sr), 2), shave(theirs_y(hr), 2))
+    assert theirs - ours == pytest.approx(20 * math.log10(256 / 219.859), abs=1e-9)
+
+
+def test_protocol_offset_reads_the_reference_per_cell():
+    from drn.report.reference import control_reference, protocol_offset
+
+    published = control_reference("edsr_baseline")
+    for scale in (2, 3, 4):
+        offset, why = protocol_offset(published, "Set14", scale)
+        assert offset == 0.094 and why.startswith("torchSR opens every image as RGB, so Set14's")
+        assert "  " not in why and "\n" not in why
+    assert protocol_offset(published, "Set5", 2) is None
+    assert protocol_offset({}, "Set14", 2) is None

@@ -245,3 +245,18 @@ def test_the_dag_imports_the_file_and_evaluates_it_on_every_dataset(tmp_path):
     log = (workspace / "results/logs/import/edsr_baseline_x2.log").read_text()
     assert "is not a known release of the EDSR authors" in log  # made up here: a warning
     assert "edsr_baseline x2 (C = 64, B = 16)" in log
+    # the report's Calibration: the released weights' row beside the published Set5 x2 cell,
+    # before the trained control has run; a file that is not the authors' is not compared
+    run(workspace, BIN / "drn", "report")
+    report = (workspace / "reports/report.md").read_text()
+    calibration = report.split("## Calibration", 1)[1].split("\n## ", 1)[0]
+    set5 = json.loads((workspace / targets[1]).read_text())
+    [row] = [line for line in calibration.splitlines() if line.startswith("| Set5 | x2 |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2].startswith(f"{set5['psnr']:.2f}")  # the authors' weights, through ours
+    assert cells[4] == "not run"  # the trained control
+    assert cells[6].startswith("37.98")  # published (torchSR)
+    assert cells[7] == "not the authors' file"  # made up here: compared with nothing
+    assert ("**EDSR baseline, the authors' weights x2**: not compared: downloads/edsr_x2.pt is "
+            "not the authors' edsr_baseline_x2-1bc95232.pt (sha256 ") in calibration  # fmt: skip
+    assert "only that the pipeline imports and evaluates such a file" in calibration

@@ -178,13 +178,16 @@ def test_the_demo_report_calibrates_with_a_demo_scale_control(report):
     rows = [line for line in block.splitlines() if re.match(r"\| (Set5|photos) \| x[23] \|", line)]
     assert len(rows) == 4  # Set5 and photos at x2 and x3
     set5_x2 = [c.strip() for c in rows[0].strip("| ").split("|")]
-    assert set5_x2[:2] == ["Set5", "x2"] and set5_x2[3] == "37.98 / 0.9604"
-    assert re.fullmatch(r"\d+\.\d\d ± - / 0\.\d{4} \(n = 1\)", set5_x2[2])
-    assert set5_x2[5] in ("below", "above")  # a tiny model after 6 iterations
+    assert set5_x2[:2] == ["Set5", "x2"] and set5_x2[6] == "37.98 / 0.9604"
+    assert set5_x2[2:4] == ["not planned", "-"]  # the demo imports no released weights
+    assert re.fullmatch(r"\d+\.\d\d ± - / 0\.\d{4} \(n = 1\)", set5_x2[4])
+    assert set5_x2[7] == "not planned"
+    assert set5_x2[8] in ("below", "above")  # a tiny model after 6 iterations
     counts = r"\| x2 \| [\d,]+ \| 1\.37M \| differs \(params\.yaml models\.edsr_baseline"
     assert re.search(counts, block)  # the demo's control is tiny
     assert "This is a demo-scale run (6 iterations of batch 4" in block.split("| x3 |")[-1]
     assert "is off its published numbers" in block
+    assert "The authors' released weights of EDSR baseline are not in this plan" in block
     assert 'id="calibration-edsr_baseline"' in html
 
 

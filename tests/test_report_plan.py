@@ -6,8 +6,10 @@ says, real checkpoints of tiny models, no pipeline."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -268,10 +270,12 @@ def test_calibration_puts_the_control_beside_its_published_numbers(workspace):
     assert "Coloquinte/torchSR" in block and "Caveats:" in block
     rows = {(r[0], r[1]): r[2:] for r in table_rows(block, "") if r[1:2] and r[1].startswith("x")}
     assert rows["Set5", "x2"] == [
-        "37.95 ± - / 0.9600 (n = 1)", "37.98 / 0.9604", "-0.03 / -0.0004", "reproduced",
-        "37.99/0.9604 (srtransgan)",
+        "not planned", "-",  # the authors' weights: no controls_released in this plan
+        "37.95 ± - / 0.9600 (n = 1)", "-0.03 / -0.0004", "37.98 / 0.9604", "not planned",
+        "reproduced", "37.99/0.9604 (srtransgan)",
     ]  # fmt: skip
-    assert rows["photos", "x2"] == ["not run", "not published", "-", "-", "-"]
+    assert rows["photos", "x2"] == ["not planned", "-", "not run", "-", "not published", "-",
+                                    "-", "-"]  # fmt: skip
     assert (
         "- **EDSR baseline x2**: reproduced: within 0.05 dB on all 1 set (mean -0.03; n = 1 seed)"
         in block
@@ -279,6 +283,8 @@ def test_calibration_puts_the_control_beside_its_published_numbers(workspace):
     assert "| x2 | 1,369,859 | 1.37M | matches |" in block  # the published size
     assert "EDSR baseline reproduces its published numbers wherever it ran" in block
     assert "evidence about the paper" in block
+    assert "The authors' released weights of EDSR baseline are not in this plan" in block
+    assert "the authors' weights x2" not in block  # no verdict on weights the plan has not
     assert '<h2 id="calibration">Calibration</h2>' in html
 
 
@@ -428,3 +434,327 @@ def test_the_milestones_section_sets_each_milestone_beside_what_it_should_reach(
     assert re.search(r'<td class="label">loss-l1</td>.*?<td>-0\.67</td>\s*'
                      r'<td class="label">behind \(demo scale\)</td>', html, re.S)  # fmt: skip
     assert '<span class="notrun">not evaluated yet</span> (demo scale)' in html
+
+
+# The calibration with the EDSR authors' released weights (params.yaml controls_released): the
+# paper's params.yaml, its x2 and x3 files there (empty: only their presence counts for the plan),
+# its x4 file not; fake evaluation JSONs where the plan says.
+PRESENT = ("x2", "x3")
+SET14_OFFSET = 0.094  # drn/reference/edsr_baseline.yaml protocol_offsets
+EDSR_X4_URL = "https://cv.snu.ac.kr/research/EDSR/models/edsr_baseline_x4-6b446fab.pt"
+
+
+def paper_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tracking"]["enabled"] = False
+    return params
+
+
+def released_files(params: dict, present=PRESENT) -> None:
+    """The released files of ``present`` (scale keys of controls_released) made, empty."""
+    for key in present:
+        path = Path(params["controls_released"]["edsr_baseline"][key])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def control_results(plan, released: float, trained: float | None, offset: bool = True) -> None:
+    """Fake JSONs of the control's evaluations: the authors' weights at the published PSNR (less
+    its known protocol offset, unless ``offset`` is False) + ``released`` dB, the trained
+    control at the published PSNR + ``trained`` dB (None: not run), the published SSIM; a cell
+    with nothing published at 30 dB."""
+    from drn.report.reference import control_reference, protocol_offset, published_cell
+
+    published = control_reference("edsr_baseline")
+    for evaluation in plan.evaluations:
+        delta = {"released": released, "calibration": trained}.get(evaluation.group)
+        if delta is None:
+            continue
+        theirs = published_cell(published, evaluation.dataset, evaluation.scale) or (30.0, 0.9)
+        known = protocol_offset(published, evaluation.dataset, evaluation.scale)
+        psnr = theirs[0] - (known[0] if known and offset else 0.0) + delta
+        path = Path(evaluation.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fake_result(psnr, theirs[1], evaluation.scale)))
+
+
+def the_calibration(params: dict):
+    from drn.report.calibration import calibrations
+    from drn.report.reference import paper
+
+    (found,) = calibrations(build_plan(params), params, paper(), 0.05)
+    return found
+
+
+def empty_files_as_the_authors(monkeypatch) -> None:
+    """Empty files stand in for the authors' releases: their sha256 and size recorded as theirs
+    where the report checks them."""
+    from drn.engine.releases import releases
+    from drn.report import calibration
+
+    empty = {"sha256": hashlib.sha256(b"").hexdigest(), "size": 0}
+    recorded = {scale: replace(r, **empty) for scale, r in releases("edsr_baseline").items()}
+    monkeypatch.setattr(calibration, "releases", lambda variant: recorded)
+
+
+@pytest.fixture
+def paper_folder(tmp_path, monkeypatch):
+    """The paper's params.yaml in an empty folder, empty files standing in for the authors'."""
+    empty_files_as_the_authors(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    return paper_params()
+
+
+def test_a_file_that_is_not_the_authors_is_named_and_not_compared(paper_folder, monkeypatch):
+    params = paper_folder
+    released_files(params)
+    Path(params["controls_released"]["edsr_baseline"]["x3"]).write_bytes(b"my own weights")
+    control_results(build_plan(params), released=0.01, trained=None)
+    found = the_calibration(params)
+    assert [r.released_kind for r in found.rows if r.dataset == "Set5"] == [
+        "reproduced", "not the authors' file", "not planned"
+    ]  # fmt: skip
+    x3 = next(v for v in found.released_verdicts if v.scale == 3)
+    assert x3.kind is None and x3.text.startswith(
+        "not compared: data/released/edsr_baseline_x3-abf2a44e.pt is not the authors' "
+        "edsr_baseline_x3-abf2a44e.pt (sha256 "
+    )
+    assert found.released_case == "reproduces"  # x2's; x3 says nothing
+    reading = calibration_reading(found)
+    assert "Not the authors' files, so not compared with their published numbers" in reading
+    assert "x3: data/released/edsr_baseline_x3-abf2a44e.pt is not the authors'" in reading
+
+
+def test_the_plan_evaluates_the_released_files_that_are_there(paper_folder):
+    params = paper_folder
+    released_files(params)
+    plan = build_plan(params)
+    assert [(r.scale, r.present) for r in plan.released] == [(2, True), (3, True), (4, False)]
+    found = the_calibration(params)
+    row = next(r for r in found.rows if (r.dataset, r.scale) == ("Set5", 2))
+    assert row.released is not None and row.released.missing == "not run"
+    assert next(r for r in found.rows if (r.dataset, r.scale) == ("Set5", 4)).released is None
+    assert found.released_case == "not run" and found.case == "not run"
+    assert [r.scale for r in found.released_missing] == [4]
+
+
+@pytest.mark.parametrize(
+    ("init_from", "starts"),
+    [
+        ({}, "here every scale starts afresh: train.init_from names no checkpoint"),
+        ({"x3": "runs/edsr_baseline_x2/model.pt"},
+         "here x3 starts from runs/edsr_baseline_x2/model.pt; x2 and x4 afresh"),
+    ],
+)  # fmt: skip
+def test_released_weights_within_tolerance_verify_the_model_code_and_the_protocol(
+    paper_folder, init_from, starts
+):
+    params = paper_folder
+    params["train"]["init_from"].update(init_from)
+    released_files(params)
+    control_results(build_plan(params), released=0.01, trained=-0.2)  # training 0.2 dB short
+    found = the_calibration(params)
+    assert found.released_case == "reproduces" and found.case == "off"
+    assert [v.text for v in found.released_verdicts] == [
+        "reproduced: within 0.05 dB on all 4 sets (mean +0.01; n = 1 seed)",
+        "reproduced: within 0.05 dB on all 4 sets (mean +0.01; n = 1 seed)",
+        "not planned: data/released/edsr_baseline_x4-6b446fab.pt is not there",
+    ]
+    assert [v.model for v in found.released_verdicts] == ["EDSR baseline, the authors' weights"] * 3
+    assert [v.kind for v in found.verdicts] == ["below"] * 3  # the trained control, x2 to x4
+    reading = calibration_reading(found)
+    assert reading.startswith(
+        "The authors' weights of EDSR baseline, through our model code and evaluator, give their "
+        "published numbers at x2 and x3 (within 0.05 dB on every set): our model code and "
+        "evaluation protocol are verified, so a gap of the model trained here from the same "
+        "numbers is the training's. One difference of training is known: the authors fine-tuned "
+        "their x3 and x4 models from their x2 model, while ours start each scale afresh unless "
+        f"train.init_from says otherwise ({starts})."
+    )
+    assert (
+        "EDSR baseline trained here is off its published numbers (x2 below, mean -0.20 dB; x3 "
+        "below, mean -0.20 dB; x4 below, mean -0.20 dB): the authors' weights reproduce through "
+        "the same model code and evaluator, so the gap is our training's" in reading
+    )
+    assert (
+        "Left out of the plan, their files not there: x4: data/released/edsr_baseline_x4-6b446fab"
+        f".pt (params.yaml controls_released.edsr_baseline.x4; download it from {EDSR_X4_URL})."
+        in reading
+    )
+
+
+def test_released_weights_off_by_0_3_db_lay_the_fault_before_training(paper_folder):
+    params = paper_folder
+    released_files(params)
+    control_results(build_plan(params), released=-0.3, trained=None)
+    found = the_calibration(params)
+    assert found.released_case == "off" and found.case == "not run"
+    reading = calibration_reading(found)
+    assert reading.startswith(
+        "The authors' weights of EDSR baseline, through our model code and evaluator, are off "
+        "their published numbers (x2 below, mean -0.30 dB; x3 below, mean -0.30 dB): before any "
+        "training, our model code or our evaluator is at fault (or the published numbers are), "
+        "and the trained control's result cannot tell its training apart from that"
+    )
+    assert "verified" not in reading
+    assert "EDSR baseline trained here is in the plan but has no result yet" in reading
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_a_known_protocol_offset_is_read_not_reported_as_a_miss(paper_folder, scale):
+    from drn.report.results import Cell
+
+    params = paper_folder
+    released_files(params)
+    control_results(build_plan(params), released=0.0, trained=None)  # Set14: published - 0.094
+    found = the_calibration(params)
+    row = next(r for r in found.rows if (r.dataset, r.scale) == ("Set14", scale))
+    assert row.offset == row.released.offset == row.cell.offset == SET14_OFFSET
+    assert row.released.ours[0] == pytest.approx(row.released.theirs[0] - SET14_OFFSET)
+    assert row.released.delta[0] == pytest.approx(0.0)
+    assert row.released_kind == "reproduced"
+    without = Cell(row.released.seeds, row.released.theirs, deterministic=True)
+    assert without.delta[0] == pytest.approx(-SET14_OFFSET)  # read without the offset: a miss
+    assert verdict_kind(without) == "below"
+    said = "known protocol offset +0.094 dB: torchSR opens every image as RGB, so Set14's gray"
+    if scale == 3:  # the same why as x2's: said once
+        said = "known protocol offset +0.094 dB: as Set14 x2. Ours are compared with 30.28 - 0.094"
+    assert any(note.startswith(said) for note in row.notes), row.notes
+    assert found.released_case == "reproduces"
+    assert (
+        "The differences and verdicts read the known protocol offsets of the published numbers "
+        "(drn/reference/edsr_baseline.yaml, the notes below the table say why): Set14 at x2, x3 "
+        "and x4 (offset +0.094 dB), so that a known difference of protocol is not reported as a "
+        "miss." in calibration_reading(found)
+    )
+    unread = paper_folder
+    control_results(build_plan(unread), released=0.0, trained=None, offset=False)
+    # ours at the printed Set14 values: 0.094 dB above what our protocol should give for them
+    assert the_calibration(unread).released_case == "off"
+
+
+def verdict_kind(cell) -> str | None:
+    from drn.report.results import verdict
+
+    return verdict("x", 2, [cell], 0.05, published=True).kind
+
+
+def calibration_reading(found) -> str:
+    from drn.report.calibration import calibration_reading as _reading
+
+    return _reading(found)
+
+
+def test_released_weights_not_in_the_plan_are_said_to_separate_the_causes():
+    found = calibration([(2, [-0.3])])
+    assert found.released_case == "not planned"
+    assert calibration_reading(found).endswith(
+        "The authors' released weights of EDSR baseline are not in this plan (params.yaml "
+        "controls_released): through our evaluator, without training and without a GPU, they "
+        "would tell a fault of our model code or evaluation apart from one of our training."
+    )
+
+
+def test_only_released_weights_make_a_calibration_without_a_trained_control(paper_folder):
+    params = paper_folder
+    params["controls"] = []
+    released_files(params, ("x2", "x3", "x4"))
+    control_results(build_plan(params), released=0.0, trained=None)
+    found = the_calibration(params)
+    assert found.case == "not planned" and found.released_case == "reproduces"
+    assert found.verdicts == [] and found.parameters == [] and found.init_from == {}
+    assert {r.cell.missing for r in found.rows} == {"not planned"}
+    reading = calibration_reading(found)
+    assert "give their published numbers at x2, x3 and x4" in reading
+    assert "One difference of training" not in reading  # no trained scale to start afresh
+    assert "EDSR baseline trained here is not trained in this plan (params.yaml controls)" in (
+        reading
+    )
+
+
+@pytest.fixture(scope="module")
+def released_report(tmp_path_factory):
+    """The report of the paper's params.yaml, its x2 and x3 released files there and x4's not,
+    the authors' weights at the published numbers (less the known protocol offsets), the
+    trained control 0.2 dB below them."""
+    from drn.report import build_report
+
+    folder = tmp_path_factory.mktemp("released")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        empty_files_as_the_authors(patch)
+        params = paper_params()
+        released_files(params)
+        control_results(build_plan(params), released=0.0, trained=-0.2)
+        build_report(params)
+    html = (folder / "reports/report.html").read_text()
+    return html, (folder / "reports/report.md").read_text()
+
+
+def test_the_report_shows_the_released_weights_beside_the_trained_control(released_report):
+    html, markdown = released_report
+    block = section(markdown, "Calibration")
+    header = next(line for line in block.splitlines() if line.startswith("| Dataset |"))
+    assert header == (
+        "| Dataset | Scale | Authors' weights (ours) | Difference | Trained here ± sd / SSIM (n) "
+        "| Difference | Published | Verdict: authors' weights | Verdict: trained here "
+        "| Cross-checks |"
+    )
+    rows = {(r[0], r[1]): r[2:] for r in table_rows(block, "") if r[1:2] and r[1].startswith("x")}
+    assert rows["Set5", "x2"] == [
+        "37.98 / 0.9604", "+0.00 / +0.0000", "37.78 ± - / 0.9604 (n = 1)", "-0.20 / +0.0000",
+        "37.98 / 0.9604", "reproduced", "below", "37.99/0.9604 (srtransgan)",
+    ]  # fmt: skip
+    assert rows["Set14", "x3"][:7] == [
+        "30.19 / 0.8414", "+0.00 / +0.0000", "29.99 ± - / 0.8414 (n = 1)", "-0.20 / +0.0000",
+        "30.28 / 0.8414 (offset +0.094)*", "reproduced", "below",
+    ]  # fmt: skip  # both compared with 30.28 - 0.094
+    assert rows["Manga109", "x4"][:7] == [
+        "not planned", "-", "30.15 ± - / 0.9067 (n = 1)", "-0.20 / +0.0000", "30.35 / 0.9067*",
+        "not planned", "below",
+    ]  # fmt: skip  # the x4 file is not there
+    assert rows["Manga109", "x2"][4:7] == ["not published", "-", "-"]
+    assert "- `*` Manga109 x4: from mclir: torchSR evaluates no Manga109; MCLIR's x4 table" in block
+    assert "- `*` Set14 x2: known protocol offset +0.094 dB: torchSR opens every image as RGB" in (
+        block
+    )
+    assert (
+        "- `*` Set14 x4: known protocol offset +0.094 dB: as Set14 x2. Ours are compared with "
+        "28.58 - 0.094 = 28.49 dB." in block
+    )
+    assert (
+        "- **EDSR baseline, the authors' weights x2**: reproduced: within 0.05 dB on all 4 sets"
+        in block
+    )
+    assert (
+        "- **EDSR baseline, the authors' weights x4**: not planned: "
+        "data/released/edsr_baseline_x4-6b446fab.pt is not there" in block
+    )
+    assert "- **EDSR baseline x4**: below the published numbers: mean -0.20 dB over 5 sets" in block
+    assert "our model code and evaluation protocol are verified" in block
+    assert "a gap of the model trained here from the same numbers is the training's" in block
+    assert "the authors fine-tuned their x3 and x4 models from their x2 model" in block
+    assert f"download it from {EDSR_X4_URL}" in block
+    assert "<th>Authors' weights (ours)</th><th>Difference</th><th>Trained here" in html
+    assert "our model code and evaluation protocol are verified" in html
+
+
+def test_released_files_named_but_not_there_are_named_with_their_urls(paper_folder):
+    params = paper_folder  # no released file made
+    control_results(build_plan(params), released=0.0, trained=None)
+    found = the_calibration(params)
+    assert found.released_case == "not planned" and not found.released_planned
+    assert [r.scale for r in found.released_missing] == [2, 3, 4]
+    assert {r.released_kind for r in found.rows if r.cell.theirs} == {"not planned"}
+    reading = calibration_reading(found)
+    assert (
+        "The authors' released weights of EDSR baseline are named in params.yaml but their files "
+        "are not there, so they are not in this plan" in reading
+    )
+    for scale, digest in ((2, "1bc95232"), (3, "abf2a44e"), (4, "6b446fab")):
+        name = f"edsr_baseline_x{scale}-{digest}.pt"
+        assert (
+            f"x{scale}: data/released/{name} (params.yaml controls_released.edsr_baseline."
+            f"x{scale}; download it from https://cv.snu.ac.kr/research/EDSR/models/{name})."
+        ) in reading
+    assert "not in this plan (params.yaml controls_released)" not in reading  # said once

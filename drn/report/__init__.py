@@ -13,7 +13,8 @@ Owns: :mod:`~drn.report.reference` (the paper's and the controls' published numb
 :mod:`~drn.report.ablations` (arms over seeds, paired contrasts, the paper's claims),
 :mod:`~drn.report.milestones` (a run served by a longer one's checkpoint beside the number it
 should reach there: on course, behind, ahead),
-:mod:`~drn.report.calibration` (the control beside its published numbers, and its reading),
+:mod:`~drn.report.calibration` (the control, its authors' weights and the model trained here,
+beside its published numbers less their known protocol offsets, and its reading),
 :mod:`~drn.report.sizes` (parameter counts, Fig. 2's points), :mod:`~drn.report.provenance`
 (runs from checkpoints and MLflow, GPU-hours taken and projected, data hashes, software),
 :mod:`~drn.report.stats` (the statistics: mean ± sd over seeds, verdicts, paired bootstrap

@@ -3,8 +3,8 @@
 Owns: the paper's numbers (drn/reference/drn_paper.yaml: Table 3, the ablation tables, the
 training recipe, the claims), the datasets and scales of its Table 3, which of the paper's
 columns and ablation rows our arms redo (``ARMS``, ``PAPER_ARMS``), and a control's published
-numbers (drn/reference/{control}.yaml: the cells, their notes and cross-checks, the primary
-source). Read only; nothing here looks at our results.
+numbers (drn/reference/{control}.yaml: the cells, their notes, cross-checks and known protocol
+offsets, the primary source). Read only; nothing here looks at our results.
 """
 
 from __future__ import annotations
@@ -72,6 +72,16 @@ def published_notes(published: dict[str, Any], dataset: str, scale: int) -> list
         if tuple(entry["cell"]) == (dataset, scale):
             notes.append(f'printed "{entry["printed"]}": {entry["note"]}')
     return notes
+
+
+def protocol_offset(published: dict[str, Any], dataset: str,
+                    scale: int) -> tuple[float, str] | None:  # fmt: skip
+    """The known protocol offset of one published cell (benchmarks.protocol_offsets): (its PSNR
+    minus what our protocol gives for the same SR images, in dB; why, in one line), None: none."""
+    for entry in (published.get("benchmarks") or {}).get("protocol_offsets") or []:
+        if (dataset, scale) in {tuple(cell) for cell in entry["cells"]}:
+            return float(entry["psnr_db"]), " ".join(str(entry["why"]).split())
+    return None
 
 
 def cross_checks(published: dict[str, Any], dataset: str, scale: int) -> list[str]:

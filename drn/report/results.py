@@ -59,14 +59,17 @@ def per_image(evaluation: Evaluation) -> dict[str, float]:
 @dataclass
 class Cell:
     """One table cell: our results over seeds (None: ``missing`` says why), the published
-    number beside them, their difference."""
+    number beside them, their difference. ``offset``: a known protocol offset of the published
+    PSNR (its protocol's PSNR minus ours for the same SR images), taken off it before comparing:
+    the PSNR differences are ours - (theirs - offset); the SSIM difference is unchanged."""
 
     seeds: Seeds | None
     theirs: tuple[float, float] | None
     note: str = ""
     best: bool = False
     missing: str = NOT_RUN
-    deterministic: bool = False  # bicubic: no training, no seed
+    deterministic: bool = False  # bicubic, released weights: no training here, no seed
+    offset: float = 0.0
 
     @property
     def ours(self) -> tuple[float, float] | None:
@@ -74,18 +77,25 @@ class Cell:
         return None if self.seeds is None else self.seeds.mean
 
     @property
+    def compared_psnr(self) -> float | None:
+        """The published PSNR ours are compared with: less the known protocol offset."""
+        return None if self.theirs is None else self.theirs[0] - self.offset
+
+    @property
     def delta(self) -> tuple[float, float] | None:
         if self.ours is None or self.theirs is None:
             return None
-        return self.ours[0] - self.theirs[0], self.ours[1] - self.theirs[1]
+        return self.ours[0] - (self.theirs[0] - self.offset), self.ours[1] - self.theirs[1]
 
     @property
     def spread_delta(self) -> tuple[float, float] | None:
-        """The seeds' spread (min..max PSNR) minus the published PSNR; None: one seed."""
+        """The seeds' spread (min..max PSNR) minus the published PSNR (less the offset); None:
+        one seed."""
         if self.seeds is None or self.seeds.spread is None or self.theirs is None:
             return None
         low, high = self.seeds.spread
-        return low - self.theirs[0], high - self.theirs[0]
+        theirs = self.theirs[0] - self.offset
+        return low - theirs, high - theirs
 
 
 def verdict(model: str, scale: int, cells: list[Cell], tolerance: float,
