@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SET5
+import yaml
+from conftest import REPO, SET5
 from PIL import Image
 from torch import nn
 
@@ -222,6 +223,54 @@ def test_an_out_folder_gets_the_checkpoint_under_its_default_name(release_file, 
     folder.mkdir()
     assert drn("import", "edsr-pytorch", release_file, "--scale", 2, "--out", folder) == 0
     assert [p.name for p in folder.iterdir()] == ["edsr_baseline_x2-mine.drn.pt"]
+
+
+def test_track_makes_an_mlflow_run_that_the_evaluations_log_to(release_file, hr_dir, tmp_path,
+                                                               monkeypatch, capsys):  # fmt: skip
+    """--track: the import is an MLflow run of its own (params.yaml tracking), tagged with the
+    file; drn evaluate of the checkpoint logs its scores there; importing the same file again
+    reopens that run rather than adding another."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = tmp_path / "imported.pt"
+    for _ in range(2):
+        assert drn("import", "edsr-pytorch", release_file, "--scale", 2, "--out", out,
+                   "--track") == 0  # fmt: skip
+    record = load_checkpoint(out)["mlflow"]
+    assert f"MLflow: run {record['run_id']} in " in capsys.readouterr().out
+    json_path = tmp_path / "scores.json"
+    assert drn("evaluate", "--model", out, "--hr", hr_dir, "--scale", 2, "--json", json_path) == 0
+    assert "logged to run edsr_baseline-released_x2" in capsys.readouterr().out
+    client = MlflowClient(record["tracking_uri"])
+    [experiment] = [e for e in client.search_experiments() if e.name == "drn-repro-demo"]
+    [found] = client.search_runs([experiment.experiment_id])  # one run for the two imports
+    assert found.info.run_id == record["run_id"] and found.info.status == "FINISHED"
+    assert found.info.run_name == "edsr_baseline-released_x2"
+    sha256, _size = file_digest(release_file)
+    tags = found.data.tags
+    assert (tags["variant"], tags["scale"], tags["roles"]) == ("edsr_baseline", "2", "released")
+    assert (tags["origin_sha256"], tags["origin_file"]) == (sha256, release_file.name)
+    psnr = json.loads(json_path.read_text())["psnr"]
+    assert found.data.metrics["hr_x2_psnr"] == pytest.approx(psnr)  # hr_dir's name
+
+
+def test_track_with_tracking_off_imports_without_mlflow(release_file, tmp_path, monkeypatch,
+                                                        capsys):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((REPO / "demo/params.yaml").read_text())
+    params["tracking"]["enabled"] = False
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = tmp_path / "imported.pt"
+    assert drn("import", "edsr-pytorch", release_file, "--scale", 2, "--out", out, "--track") == 0
+    assert "MLflow: nothing logged: tracking.enabled is false in params.yaml" in (
+        capsys.readouterr().out
+    )
+    assert "mlflow" not in load_checkpoint(out) and not Path("mlflow.db").exists()
 
 
 # --- the authors' releases: recorded digests, checked -----------------------------------------

@@ -225,7 +225,7 @@ def test_the_dag_imports_the_file_and_evaluates_it_on_every_dataset(tmp_path):
     assert counts["import_released"] == 1
     commands = [command for command, _outputs in jobs]
     assert ("drn import edsr-pytorch downloads/edsr_x2.pt --scale 2 --out "
-            "runs/released/edsr_baseline_x2.pt") in commands  # fmt: skip
+            "runs/released/edsr_baseline_x2.pt --track") in commands  # fmt: skip
     for dataset in ("photos", "Set5"):
         assert (f"drn evaluate --model runs/released/edsr_baseline_x2.pt --hr data/{dataset} "
                 f"--scale 2 --json results/eval/edsr_baseline-released/x2/{dataset}.json"
@@ -245,6 +245,9 @@ def test_the_dag_imports_the_file_and_evaluates_it_on_every_dataset(tmp_path):
     log = (workspace / "results/logs/import/edsr_baseline_x2.log").read_text()
     assert "is not a known release of the EDSR authors" in log  # made up here: a warning
     assert "edsr_baseline x2 (C = 64, B = 16)" in log
+    assert "MLflow: run " in log  # the demo tracks: the released weights' own MLflow run
+    evaluated = workspace / "results/logs/evaluate/edsr_baseline-released_x2_Set5.log"
+    assert "logged to run edsr_baseline-released_x2" in evaluated.read_text()
     # the report's Calibration: the released weights' row beside the published Set5 x2 cell,
     # before the trained control has run; a file that is not the authors' is not compared
     run(workspace, BIN / "drn", "report")

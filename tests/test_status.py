@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO
 from pipeline import BIN, environment, project, small_demo
 
@@ -134,6 +135,38 @@ def test_the_status_module_loads_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_released_weights_are_not_there_to_import_or_imported_with_their_evaluations(
+    workspace, capsys
+):
+    """controls_released: a file not there is named with where to download it; one there is to
+    import, then imported, its evaluations counted as they are written."""
+    params = {
+        **workspace,
+        "controls_released": {"edsr_baseline": {"x2": "downloads/x2.pt", "x3": "downloads/x3.pt"}},
+    }
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    Path("downloads").mkdir()
+    Path("downloads/x2.pt").write_bytes(b"x")
+    x2, x3 = status(params).released  # in scale order
+    assert (x2.key, x3.key) == tuple(f"controls_released.edsr_baseline.x{s}" for s in (2, 3))
+    assert (x2.state, x2.evaluations_done, x2.evaluations) == ("to import", 0, 2)  # photos, Set5
+    assert (x3.state, x3.evaluations) == ("not there", 0)
+    plan = build_plan(params)
+    Path("runs/released").mkdir(parents=True)
+    Path("runs/released/edsr_baseline_x2.pt").write_bytes(b"imported")
+    evaluation = next(e for e in plan.evaluations if e.weights)
+    Path(evaluation.path).parent.mkdir(parents=True)
+    Path(evaluation.path).write_text("{}")
+    x2 = status(params).released[0]
+    assert (x2.state, x2.evaluations_done) == ("imported", 1)
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "released controls_released.edsr_baseline.x2: imported; evaluations 1 of 2" in out
+    assert ("released controls_released.edsr_baseline.x3: downloads/x3.pt is not there: left out "
+            "of the plan (download it from https://cv.snu.ac.kr/research/EDSR/models/"
+            "edsr_baseline_x3-abf2a44e.pt)") in out  # fmt: skip
 
 
 def test_plain_lines_when_stdout_is_not_a_terminal(workspace, tmp_path):

@@ -150,7 +150,7 @@ def _verdict(v) -> str:
 
 
 def footer(status: PlanStatus) -> list[str]:
-    """The plan's totals, its ETA, and a stale lock."""
+    """The plan's totals, its ETA, the released weights, and a stale lock."""
     from drn.pipeline.status import STATES
 
     t = status.total
@@ -165,6 +165,13 @@ def footer(status: PlanStatus) -> list[str]:
         out.append(f"ETA {_duration(t.eta_s)}, at {t.at_once} run(s) at once and their rates")
     elif t.step < t.iterations:
         out.append("ETA: none (no run is training now)")
+    for r in status.released:
+        if r.state == "not there":
+            out.append(f"released {r.key}: {r.file} is not there: left out of the plan "
+                       f"(download it from {r.url})")  # fmt: skip
+        else:
+            out.append(f"released {r.key}: {r.state}; evaluations {r.evaluations_done} of "
+                       f"{r.evaluations}")  # fmt: skip
     out += [status.lock] if status.lock else []
     out += list(status.problems)
     return out

@@ -21,6 +21,7 @@ checkpoint (written atomically, :func:`~drn.engine.checkpoint.save_checkpoint`) 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ class Imported:
     size: int
     tensors: int  # the model's, MeanShift's four left out
     release: Release | None  # the authors' file it is; None: not a known release
+    mlflow: dict[str, str] | None = None  # the MLflow run the checkpoint records (track)
 
 
 def identify(path: Path, sha256: str, size: int) -> Release | None:
@@ -171,10 +173,15 @@ def default_out(path: Path) -> Path:
 
 
 def import_edsr_pytorch(
-    path: str | os.PathLike, scale: int, out: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    scale: int,
+    out: str | os.PathLike | None = None,
+    track: Callable[[dict[str, Any]], dict[str, str]] | None = None,
 ) -> Imported:
     """Write ``out`` (default: :func:`default_out`), a drn checkpoint of ``edsr_baseline`` x
-    ``scale`` with the weights of the EDSR-PyTorch file ``path``, checked as the module says."""
+    ``scale`` with the weights of the EDSR-PyTorch file ``path``, checked as the module says.
+    ``track``: given the checkpoint's ``origin`` once the file is checked, the MLflow run it
+    records (``drn import --track``: :func:`drn.engine.tracking.track_import`)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -205,5 +212,6 @@ def import_edsr_pytorch(
         "release": release.name if release else "",
         "url": release.url if release else "",
     }
-    save_checkpoint(target, model.eval(), origin=origin)
-    return Imported(target, scale, sha256, size, len(own), release)
+    mlflow = track(origin) if track is not None else None
+    save_checkpoint(target, model.eval(), origin=origin, mlflow=mlflow)
+    return Imported(target, scale, sha256, size, len(own), release, mlflow)

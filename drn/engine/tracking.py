@@ -13,6 +13,10 @@ a few SR samples as artifacts, and the model through ``mlflow.pytorch`` with a s
 model.pt records the run ID and the store (:meth:`Tracker.record`; a relative sqlite path made
 absolute), see :mod:`drn.engine.checkpoint`.
 
+Imported weights (:func:`track_import`, ``drn import --track``): a run of their own, named
+``{variant}-released_x{scale}`` by the command and tagged with the file (``origin_*``), which their
+checkpoint records like a trained model.pt, so that their evaluations log there too.
+
 Evaluation (:func:`evaluated_run`, :func:`log_evaluation`): ``drn evaluate`` adds its scores to
 the run that trained the checkpoint, as ``{dataset}_x{scale}_psnr`` and ``..._ssim`` (``_ensemble``
 appended for self-ensemble, ``_shave{N}`` before it for a non-standard shave, ``_psnr_rgb`` with
@@ -125,9 +129,12 @@ def _store_lock(uri: str) -> Iterator[None]:
 
 
 class Tracker:
-    """One training run in MLflow; resuming a run reopens the same MLflow run."""
+    """One training run in MLflow; resuming a run reopens the same MLflow run. Without a
+    ``run_id``, ``reopen`` (tags) reopens an earlier run of ``run_name`` with those tags, if
+    there is one, instead of creating another (an import of the same file again)."""
 
-    def __init__(self, uri: str, experiment: str, run_name: str, run_id: str | None = None):
+    def __init__(self, uri: str, experiment: str, run_name: str, run_id: str | None = None,
+                 reopen: dict[str, str] | None = None) -> None:  # fmt: skip
         import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -145,6 +152,8 @@ class Tracker:
                     "start it, set tracking.uri (or MLFLOW_TRACKING_URI) to another store, or "
                     "train with --no-track"
                 ) from None
+            if run_id is None and reopen:
+                run_id = self._earlier(self._experiment_id(experiment), run_name, reopen)
             if run_id is None:
                 experiment_id = self._experiment_id(experiment)
                 run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
@@ -168,6 +177,15 @@ class Tracker:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         return self.client.get_experiment_by_name(name).experiment_id
+
+    def _earlier(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str | None:
+        """The ID of the newest run of ``run_name`` with ``tags``, None: none."""
+        conditions = [f"tags.`mlflow.runName` = '{run_name}'"]
+        conditions += [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+        newest = ["attributes.start_time DESC"]
+        found = self.client.search_runs([experiment_id], " and ".join(conditions),
+                                        max_results=1, order_by=newest)  # fmt: skip
+        return found[0].info.run_id if found else None
 
     def record(self) -> dict[str, str]:
         """What a checkpoint records of this run: its ID and its store."""
@@ -253,6 +271,17 @@ class Tracker:
 
     def finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+def track_import(uri: str, experiment: str, name: str, tags: dict[str, Any]) -> dict[str, str]:
+    """The MLflow run of weights trained elsewhere (``drn import --track``): named ``name``,
+    tagged with ``tags`` (their file's ``origin_sha256`` among them), reopened by a second import
+    of the same file, finished at once. ``drn evaluate`` of the checkpoint then logs its scores to
+    it, beside the runs trained here. Returns what the checkpoint records of it."""
+    tracker = Tracker(uri, experiment, name, reopen={"origin_sha256": str(tags["origin_sha256"])})
+    tracker.set_tags(tags)
+    tracker.finish("FINISHED")
+    return tracker.record()
 
 
 def images_digest(images: list[tuple[str, np.ndarray]]) -> str:

@@ -56,7 +56,7 @@ NOT_CACHED = {"cache": False}
 FETCH = {"cmd": "drn fetch ${key}", "params": ["${item.params}"], "outs": ["${item.out}"]}
 DOWNSCALE = {**FETCH, "deps": ["${item.of}"]}
 IMPORT = {
-    "cmd": "drn import ${item.format} ${item.file} --scale ${item.scale} --out ${item.out}",
+    "cmd": "drn import ${item.format} ${item.file} --scale ${item.scale} --out ${item.out} --track",
     "deps": ["${item.file}"],
     "outs": ["${item.out}"],
 }

@@ -23,6 +23,9 @@ remaining steps of every unfinished run that is not failed, each at its own last
 its projected rate scaled as the running runs' measured rates are to theirs, shared by the runs
 running now (and never before the longest running run ends).
 
+**Released weights** (params.yaml ``controls_released``): each file *not there* (left out of
+the plan), *to import* or *imported*, and its evaluations done.
+
 **Damaged files**: a file that cannot be read (half written, truncated) is named in one line in
 its run's ``problems`` (``unreadable: runs/drn_x2/progress.json (...)``); nothing raises. A stale
 Snakemake lock is named with the command that clears it.
@@ -148,6 +151,23 @@ class PlanTotal:
 
 
 @dataclass(frozen=True)
+class ReleasedStatus:
+    """Released weights of the plan (params.yaml controls_released): their file there or not,
+    imported, evaluated."""
+
+    key: str  # controls_released.{variant}.x{scale}
+    file: str
+    state: str  # of RELEASED_STATES
+    evaluations_done: int
+    evaluations: int
+    url: str  # where the authors publish the file
+
+
+NOT_THERE, TO_IMPORT, IMPORTED = "not there", "to import", "imported"
+RELEASED_STATES = (NOT_THERE, TO_IMPORT, IMPORTED)
+
+
+@dataclass(frozen=True)
 class PlanStatus:
     runs: tuple[RunStatus, ...]
     total: PlanTotal
@@ -155,12 +175,14 @@ class PlanStatus:
     lock: str | None  # a stale Snakemake lock and the command that clears it
     now: str
     problems: tuple[str, ...] = field(default=())
+    released: tuple[ReleasedStatus, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         return {
             "now": self.now, "projection": PROJECTION, "slurm": self.slurm, "lock": self.lock,
             "problems": list(self.problems), "total": asdict(self.total),
             "runs": [asdict(r) for r in self.runs],
+            "released": [asdict(r) for r in self.released],
         }  # fmt: skip
 
 
@@ -411,7 +433,19 @@ def plan_status(
     lock = stale_lock(Path(workdir))
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
     return PlanStatus(tuple(runs), _total(plan, runs), jobs is not None, lock,
-                      stamp.replace("+00:00", "Z"))  # fmt: skip
+                      stamp.replace("+00:00", "Z"), released=released_status(plan))  # fmt: skip
+
+
+def released_status(plan: Plan) -> tuple[ReleasedStatus, ...]:
+    """Each file of released weights of the plan: not there (left out of the plan), to import,
+    or imported, and its evaluations done."""
+    found = []
+    for r in plan.released:
+        evaluations = [e for e in plan.evaluations if e.weights == r.model]
+        state = (IMPORTED if Path(r.model).is_file() else TO_IMPORT) if r.present else NOT_THERE
+        found.append(ReleasedStatus(r.key, r.file, state, _done(evaluations), len(evaluations),
+                                    r.url))  # fmt: skip
+    return tuple(found)
 
 
 def _total(plan: Plan, runs: list[RunStatus]) -> PlanTotal:

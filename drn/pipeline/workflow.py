@@ -342,9 +342,10 @@ class Workflow:
         return self.config["resources"][kind]["gpu"]
 
     def import_command(self) -> str:
-        """The import rule's shell command: `drn import` of released weights, supervised."""
+        """The import rule's shell command: `drn import` of released weights, an MLflow run of
+        their own where tracking is on (the evaluations log there), supervised."""
         return self.supervised("drn import {params.format} {input} --scale {wildcards.scale} "
-                               "--out {output}")  # fmt: skip
+                               "--out {output} --track")  # fmt: skip
 
     def evaluate_command(self, bicubic: bool) -> str:
         """The evaluate rules' shell command: `drn evaluate` of the bicubic baseline, or of the
