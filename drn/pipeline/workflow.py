@@ -27,6 +27,7 @@ from drn.pipeline import job as attempts
 from drn.pipeline.packs import Pack, build_packs, find_pack, pack_of, pack_resources
 from drn.pipeline.params import source_path, validate_params
 from drn.pipeline.plan import (
+    RELEASED_GROUP,
     Evaluation,
     Released,
     build_plan,
@@ -72,6 +73,7 @@ class Workflow:
         self.downscaled: dict[str, dict[str, Any]] = config["downscaled"] or {}
         self.run_directory = run_directory(config, "{run}")  # a run's, for the plan's run names
         self.released = released_checkpoint(config, "{variant}", "{scale}")  # an import's
+        self.released_results = [e.path for e in self.plan.group(RELEASED_GROUP)]
 
     # --- names and inputs ----------------------------------------------------------------------
 
