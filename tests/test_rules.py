@@ -282,13 +282,13 @@ def test_a_jobs_threads_are_the_cpus_it_asks_for():
 
 def test_a_segment_trains_its_run_up_to_its_step_the_last_to_the_end():
     rules = Workflow(gpu_params(gpu=0, cpus_per_gpu=3))
-    segment, last = rules.train_command(segment=True), rules.train_command(segment=False)
-    assert segment.endswith(" -- drn train --run {wildcards.run} --until {wildcards.step} "
-                            "--gpus 2 --if-changed restart{params.packed}")  # fmt: skip
-    assert last.endswith(" -- drn train --run {wildcards.run} --gpus 2 --if-changed restart"
-                         "{params.packed}")  # fmt: skip
-    assert rules.packed_option(SimpleNamespace(run="drn_x2")) == ""  # pack: 1, a run alone
-    assert last.startswith("exec python -m drn.pipeline.job --log {log} ")
+    command = rules.train_command()  # both rules': train_segment is train with another output
+    assert command.endswith(" -- drn train --run {wildcards.run}{params.until} --gpus 2 "
+                            "--if-changed restart{params.packed}")  # fmt: skip
+    segment, last = SimpleNamespace(run="drn_x2", step="3"), SimpleNamespace(run="drn_x2")
+    assert (rules.until_option(segment), rules.until_option(last)) == (" --until 3", "")
+    assert rules.packed_option(last) == ""  # pack: 1, a run alone
+    assert command.startswith("exec python -m drn.pipeline.job --log {log} ")
 
 
 def test_the_module_loads_neither_torch_nor_snakemake():

@@ -186,7 +186,7 @@ def test_every_rule_declares_threads():
     for path in [*sorted((REPO / "workflow").rglob("*.smk")), REPO / "workflow/Snakefile"]:
         for rule in re.split(r"^(?=(?:local)?rule )", path.read_text(), flags=re.M)[1:]:
             name = rule.split(":")[0]
-            if "\n    shell:" in rule:  # not a target (all, released): a job that runs drn
+            if "\n    shell:" in rule:  # not the target rule all: a job that runs drn
                 # the CPUs its resources ask for: by kind, or by wildcards (a pack's, a run's)
                 declared = re.search(r"\n    threads: (job_threads\(|W\.\w+_threads\n)", rule)
                 assert declared, f"{path.name}: {name}"

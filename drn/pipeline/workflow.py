@@ -27,7 +27,6 @@ from drn.pipeline import job as attempts
 from drn.pipeline.packs import Pack, build_packs, find_pack, pack_of, pack_resources
 from drn.pipeline.params import source_path, validate_params
 from drn.pipeline.plan import (
-    RELEASED_GROUP,
     Evaluation,
     Released,
     build_plan,
@@ -73,7 +72,6 @@ class Workflow:
         self.downscaled: dict[str, dict[str, Any]] = config["downscaled"] or {}
         self.run_directory = run_directory(config, "{run}")  # a run's, for the plan's run names
         self.released = released_checkpoint(config, "{variant}", "{scale}")  # an import's
-        self.released_results = [e.path for e in self.plan.group(RELEASED_GROUP)]
 
     # --- names and inputs ----------------------------------------------------------------------
 
@@ -365,10 +363,14 @@ class Workflow:
 
         return lambda kind: self.resources(kind, log=log)
 
-    def train_command(self, segment: bool) -> str:
-        """The train rules' shell command: `drn train` of the run (up to the step wildcard, for
-        a segment), on resources.train.gpu GPUs, under the supervisor."""
-        until = " --until {wildcards.step}" if segment else ""
-        return self.supervised(f"drn train --run {{wildcards.run}}{until} "
+    def until_option(self, wildcards: Any) -> str:
+        """`` --until STEP`` for a run's segment up to a milestone (the step wildcard), else ''."""
+        step = getattr(wildcards, "step", None)
+        return f" --until {step}" if step is not None else ""
+
+    def train_command(self) -> str:
+        """The train rules' shell command: `drn train` of the run (up to its step, for a
+        segment: ``params.until``), on resources.train.gpu GPUs, under the supervisor."""
+        return self.supervised(f"drn train --run {{wildcards.run}}{{params.until}} "
                                f"--gpus {self.gpus('train')} --if-changed restart"
                                "{params.packed}")  # fmt: skip

@@ -1,33 +1,11 @@
-# Training: each run in segments, one job up to each milestone, then one to its end (a deleted
-# output is rewritten from last.pt); resources.train.pack > 1: a pack's job trains its runs.
-
-
-rule train_segment:
-    input:
-        unpack(W.train_inputs),
-    output:
-        f"{RUN}/checkpoints/step_{{step}}.pt",
-    params:
-        settings=W.train_settings,  # the run's own: a milestone moved does not rerun it
-        packed=W.packed_option,
-    threads: W.train_threads
-    resources:
-        **job_resources("train"),
-    log:
-        f"{LOGS}/train/{{run}}_step{{step}}.log",
-    conda:
-        ENV
-    shell:
-        W.train_command(segment=True)
-
-
 rule train:
     input:
         unpack(W.train_inputs),
     output:
         model=f"{RUN}/model.pt",
     params:
-        settings=W.train_settings,  # a change reruns the job
+        settings=W.train_settings,  # the run's own (a milestone moved does not rerun it)
+        until=W.until_option,  # a segment's: up to its milestone
         packed=W.packed_option,
     threads: W.train_threads
     resources:
@@ -37,7 +15,14 @@ rule train:
     conda:
         ENV
     shell:
-        W.train_command(segment=False)
+        W.train_command()
+
+
+use rule train as train_segment with:
+    output:
+        f"{RUN}/checkpoints/step_{{step}}.pt",
+    log:
+        f"{LOGS}/train/{{run}}_step{{step}}.log",
 
 
 rule train_pack:
